@@ -1,0 +1,1 @@
+"""iotstore: a self-hosted IoT app store with its own serial vault."""

@@ -1,0 +1,56 @@
+"""Shared fixtures for the assertion library tests: the golden vectors made by snapd."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iotstore import asserts
+
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "spec" / "vectors"
+# The vectors' keys are valid from 2026-01-01 to 2027-01-01; snapd checks keys
+# against "now", so the tests pin the clock inside that window.
+VECTOR_NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+KEY_FILES = {
+    "root": "keys/root.pem",
+    "brand": "keys/brand.pem",
+    "device": "keys/device.pem",
+    "device-4096": "keys/device-4096.pem",
+    "acme-gpg": "gpg/acme-gpg.pem",
+}
+
+
+def vector_path(name: str) -> Path:
+    """Path of a vector file, failing clearly when shared/ is missing."""
+    path = VECTORS / name
+    if not path.exists():
+        pytest.fail(f"golden vector {path} is missing: the suite needs ../shared/spec/vectors")
+    return path
+
+
+def manifest() -> list[dict[str, Any]]:
+    """The vectors' manifest entries."""
+    files: list[dict[str, Any]] = json.loads(vector_path("manifest.json").read_text())["files"]
+    return files
+
+
+def vector_key(label: str) -> asserts.RSAPrivateKey:
+    """A published test key by its manifest label."""
+    return asserts.load_pem_private_key(vector_path(KEY_FILES[label]).read_bytes())
+
+
+def root_stream() -> list[asserts.Assertion]:
+    """The vectors' trusted set."""
+    return list(asserts.decode_stream(vector_path("root.assert").read_bytes()))
+
+
+def vector_db(*needs: str) -> asserts.Database:
+    """A database trusting the vectors' root, holding ``needs`` (added in order)."""
+    db = asserts.Database(root_stream(), clock=lambda: VECTOR_NOW)
+    for name in needs:
+        db.add(asserts.decode(vector_path(name).read_bytes()))
+    return db
