@@ -7,7 +7,7 @@ bytes they were decoded from or signed as; verify them with a
 """
 
 from ._base import Assertion, AssertionType, GenericAssertion, Ref, lookup_type, type_names
-from ._checks import format_time, parse_time
+from ._checks import ACCOUNT_ID_RE, format_time, parse_time
 from ._codec import (
     MAX_BODY_SIZE,
     MAX_HEADERS_SIZE,
@@ -42,6 +42,7 @@ from .system_user import SystemUser
 from .validation_set import ValidationSet, ValidationSetSnap
 
 __all__ = [
+    "ACCOUNT_ID_RE",
     "MAX_BODY_SIZE",
     "MAX_HEADERS_SIZE",
     "MAX_SIGNATURE_SIZE",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
@@ -280,16 +281,17 @@ def sign(
     for name, value in list(parsed.items()):
         if _headers.is_empty(value):
             del parsed[name]  # has no encoding; a decoder will not see it either
-    # Run every family check before spending a signature (HSM calls are slow).
+    # Run every family check before spending a signature (HSM calls are slow);
+    # the checked assertion then only needs its signature filled in.
     try:
-        _assemble(dict(parsed), raw_body, content, b"-")
+        unsigned = _assemble(dict(parsed), raw_body, content, b"-")
     except DecodeError as e:
         raise SigningError(str(e)) from e
     created = int(signed_at.timestamp() if signed_at else time.time())
     prefix, digest = _openpgp.signing_digest(content, created)
     packet = _openpgp.signature_packet(prefix, digest, key.sign_digest(digest))
     signature = (_openpgp.encode_v1(packet) + "\n").encode("ascii")
-    return _assemble(parsed, raw_body, content, signature)
+    return dataclasses.replace(unsigned, signature=signature)
 
 
 def verify_signature(assertion: Assertion, key: PublicKey) -> None:

@@ -1,0 +1,142 @@
+"""A deployment on disk: where its data lives and which implementations it uses.
+
+This is part of the composition root (with ``cli`` and ``web.app``): the one
+place that turns settings into a key store and a trust database. The data
+directory holds::
+
+    deployment.json   root account id, key store kind, format version
+    master.key        the key-store master key (0600), unless IOTSTORE_MASTER_KEY is set
+    keys.sqlite       private keys, each sealed with AES-256-GCM under the master key
+    root.assert       the trusted set devices must carry: root account + account-key
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from iotstore import asserts
+from iotstore.accounts import RootAuthority, adopt_root, create_root
+from iotstore.keystore import EncryptedKeyStore, KeyStore, MasterKey
+
+__all__ = ["DATA_DIR_ENV", "Deployment", "DeploymentError", "default_data_dir"]
+
+DATA_DIR_ENV = "IOTSTORE_DATA_DIR"
+MASTER_KEY_ENV = "IOTSTORE_MASTER_KEY"
+_FORMAT = 1
+
+
+class DeploymentError(Exception):
+    """The data directory is missing, incomplete or already initialised."""
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$IOTSTORE_DATA_DIR``, else ``./iotstore-data``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get(DATA_DIR_ENV) or "iotstore-data")
+
+
+@dataclass
+class Deployment:
+    """An initialised data directory, opened."""
+
+    data_dir: Path
+    keystore: KeyStore
+    root: RootAuthority
+
+    @staticmethod
+    def _paths(data_dir: Path) -> tuple[Path, Path, Path, Path]:
+        return (
+            data_dir / "deployment.json",
+            data_dir / "master.key",
+            data_dir / "keys.sqlite",
+            data_dir / "root.assert",
+        )
+
+    @staticmethod
+    def exists(data_dir: Path) -> bool:
+        """Whether ``data_dir`` already holds a deployment."""
+        return (data_dir / "deployment.json").exists()
+
+    @classmethod
+    def _master_key(cls, data_dir: Path, create: bool) -> MasterKey:
+        if os.environ.get(MASTER_KEY_ENV):
+            return MasterKey.from_env(MASTER_KEY_ENV)
+        path = cls._paths(data_dir)[1]
+        if create:
+            return MasterKey.create_file(path)
+        if not path.exists():
+            raise DeploymentError(
+                f"no master key: {path} is missing and {MASTER_KEY_ENV} is not set"
+            )
+        return MasterKey.from_file(path)
+
+    @classmethod
+    def init(
+        cls,
+        data_dir: Path,
+        *,
+        root_id: str | None = None,
+        root_key_pem: bytes | None = None,
+        display_name: str = "iotstore root",
+        now: datetime | None = None,
+    ) -> Deployment:
+        """Create a deployment: master key, key store and the root authority.
+
+        With ``root_key_pem`` (and ``root_id``) it adopts a root generated
+        offline. Raises :class:`DeploymentError` when ``data_dir`` is in use.
+        """
+        if cls.exists(data_dir):
+            raise DeploymentError(f"{data_dir} already holds a deployment")
+        if root_key_pem is not None and not root_id:
+            raise DeploymentError("adopting a root key needs its account id (--root-id)")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        meta, _, keys_path, root_path = cls._paths(data_dir)
+        keystore = EncryptedKeyStore.open_sqlite(keys_path, cls._master_key(data_dir, True))
+        if root_key_pem is not None:
+            assert root_id is not None
+            root = adopt_root(keystore, root_id, root_key_pem, display_name=display_name, now=now)
+        else:
+            root = create_root(keystore, root_id, display_name=display_name, now=now)
+        root_path.write_bytes(root.stream())
+        # written last: its presence means the deployment is complete
+        meta.write_text(
+            json.dumps(
+                {
+                    "format": _FORMAT,
+                    "root-id": root.account_id,
+                    "keystore": "encrypted-sqlite",
+                    "created": asserts.format_time(now or datetime.now(UTC)),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        return cls(data_dir, keystore, root)
+
+    @classmethod
+    def open(cls, data_dir: Path) -> Deployment:
+        """Open an initialised data directory; raise :class:`DeploymentError` otherwise."""
+        meta, _, keys_path, root_path = cls._paths(data_dir)
+        if not meta.exists():
+            raise DeploymentError(
+                f"{data_dir} holds no deployment: run 'iotstore init --data-dir {data_dir}'"
+            )
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, ValueError) as e:
+            raise DeploymentError(f"cannot read {meta}: {e}") from e
+        if info.get("format") != _FORMAT:
+            raise DeploymentError(f"{meta}: unsupported deployment format {info.get('format')}")
+        root = RootAuthority.from_stream(root_path.read_bytes())
+        keystore = EncryptedKeyStore.open_sqlite(keys_path, cls._master_key(data_dir, False))
+        return cls(data_dir, keystore, root)
+
+    def trust_database(self) -> asserts.Database:
+        """A fresh in-memory trust database rooted at this deployment's root."""
+        return asserts.Database(self.root.trusted)
