@@ -6,14 +6,19 @@ directory holds::
 
     deployment.json   root account id, key store kind, format version
     master.key        the key-store master key (0600), unless IOTSTORE_MASTER_KEY is set
+    secret.key        the secret tokens and sessions are derived from (0600), unless
+                      IOTSTORE_SECRET is set
     keys.sqlite       private keys, each sealed with AES-256-GCM under the master key
     root.assert       the trusted set devices must carry: root account + account-key
+    iotstore.sqlite   the database (SQLite, WAL), unless IOTSTORE_DATABASE_URL is set
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,12 +26,16 @@ from pathlib import Path
 
 from iotstore import asserts
 from iotstore.accounts import RootAuthority, adopt_root, create_root
+from iotstore.db import SqlDatabase
 from iotstore.keystore import EncryptedKeyStore, KeyStore, MasterKey
+from iotstore.migrations import upgrade
+from iotstore.settings import Settings
 
 __all__ = ["DATA_DIR_ENV", "Deployment", "DeploymentError", "default_data_dir"]
 
 DATA_DIR_ENV = "IOTSTORE_DATA_DIR"
 MASTER_KEY_ENV = "IOTSTORE_MASTER_KEY"
+SECRET_ENV = "IOTSTORE_SECRET"  # noqa: S105 - the variable's name, not a secret
 _FORMAT = 1
 
 
@@ -40,13 +49,31 @@ def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env.get(DATA_DIR_ENV) or "iotstore-data")
 
 
+def _secret(data_dir: Path, create: bool) -> bytes:
+    """The deployment secret: 32 random bytes, from the environment or a 0600 file."""
+    if os.environ.get(SECRET_ENV):
+        return base64.b64decode(os.environ[SECRET_ENV])
+    path = data_dir / "secret.key"
+    if create and not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    try:
+        return base64.b64decode(path.read_text().strip())
+    except (OSError, ValueError) as e:
+        raise DeploymentError(f"cannot read the deployment secret {path}: {e}") from e
+
+
 @dataclass
 class Deployment:
-    """An initialised data directory, opened."""
+    """An initialised data directory, opened: key store, root, database, secret."""
 
     data_dir: Path
     keystore: KeyStore
     root: RootAuthority
+    settings: Settings
+    database: SqlDatabase
+    secret: bytes
 
     @staticmethod
     def _paths(data_dir: Path) -> tuple[Path, Path, Path, Path]:
@@ -80,6 +107,7 @@ class Deployment:
         cls,
         data_dir: Path,
         *,
+        settings: Settings | None = None,
         root_id: str | None = None,
         root_key_pem: bytes | None = None,
         display_name: str = "iotstore root",
@@ -104,6 +132,7 @@ class Deployment:
         else:
             root = create_root(keystore, root_id, display_name=display_name, now=now)
         root_path.write_bytes(root.stream())
+        _secret(data_dir, create=True)
         # written last: its presence means the deployment is complete
         meta.write_text(
             json.dumps(
@@ -117,10 +146,11 @@ class Deployment:
             )
             + "\n"
         )
-        return cls(data_dir, keystore, root)
+        keystore.close()
+        return cls.open(data_dir, settings)
 
     @classmethod
-    def open(cls, data_dir: Path) -> Deployment:
+    def open(cls, data_dir: Path, settings: Settings | None = None) -> Deployment:
         """Open an initialised data directory; raise :class:`DeploymentError` otherwise."""
         meta, _, keys_path, root_path = cls._paths(data_dir)
         if not meta.exists():
@@ -135,7 +165,15 @@ class Deployment:
             raise DeploymentError(f"{meta}: unsupported deployment format {info.get('format')}")
         root = RootAuthority.from_stream(root_path.read_bytes())
         keystore = EncryptedKeyStore.open_sqlite(keys_path, cls._master_key(data_dir, False))
-        return cls(data_dir, keystore, root)
+        settings = settings or Settings.from_env(data_dir)
+        database = SqlDatabase.from_url(settings.resolved_database_url)
+        upgrade(database.engine)
+        return cls(data_dir, keystore, root, settings, database, _secret(data_dir, create=False))
+
+    def close(self) -> None:
+        """Release the key store and the database connections."""
+        self.keystore.close()
+        self.database.dispose()
 
     def trust_database(self) -> asserts.Database:
         """A fresh in-memory trust database rooted at this deployment's root."""

@@ -7,7 +7,7 @@ bytes they were decoded from or signed as; verify them with a
 """
 
 from ._base import Assertion, AssertionType, GenericAssertion, Ref, lookup_type, type_names
-from ._checks import ACCOUNT_ID_RE, format_time, parse_time
+from ._checks import ACCOUNT_ID_RE, KEY_NAME_RE, format_time, parse_time
 from ._codec import (
     MAX_BODY_SIZE,
     MAX_HEADERS_SIZE,
@@ -21,7 +21,7 @@ from ._codec import (
 )
 from ._dbview import DatabaseView
 from .account import Account, AccountKey, AccountKeyRequest
-from .database import Backstore, Database, MemoryBackstore
+from .database import Backstore, Database, MemoryBackstore, revision_error
 from .errors import (
     AssertsError,
     CheckError,
@@ -43,6 +43,7 @@ from .validation_set import ValidationSet, ValidationSetSnap
 
 __all__ = [
     "ACCOUNT_ID_RE",
+    "KEY_NAME_RE",
     "MAX_BODY_SIZE",
     "MAX_HEADERS_SIZE",
     "MAX_SIGNATURE_SIZE",
@@ -91,6 +92,7 @@ __all__ = [
     "load_pem_private_key",
     "lookup_type",
     "parse_time",
+    "revision_error",
     "sign",
     "type_names",
     "verify_signature",

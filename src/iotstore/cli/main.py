@@ -10,8 +10,9 @@ from iotstore.accounts import RootAuthorityError
 from iotstore.asserts import AssertsError
 from iotstore.deployment import DeploymentError
 from iotstore.keystore import KeyStoreError
+from iotstore.settings import SettingsError
 
-from . import assert_cmds, deploy_cmds, key_cmds
+from . import assert_cmds, deploy_cmds, key_cmds, serve_cmd
 
 app = typer.Typer(
     name="iotstore",
@@ -21,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 deploy_cmds.register(app)
+app.command("serve")(serve_cmd.serve)
 app.add_typer(assert_cmds.app, name="assert")
 app.add_typer(key_cmds.app, name="key")
 
@@ -30,6 +32,7 @@ _USER_ERRORS = (
     KeyStoreError,
     DeploymentError,
     RootAuthorityError,
+    SettingsError,
     OSError,
     ValueError,
 )

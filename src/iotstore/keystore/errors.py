@@ -31,23 +31,23 @@ class KeyStoreError(Exception):
     """Root of every error raised by :mod:`iotstore.keystore`."""
 
 
-class KeyNotFound(KeyStoreError):  # noqa: N818 - see module note
+class KeyNotFound(KeyStoreError):
     """No key with the requested name or key id."""
 
 
-class KeyExists(KeyStoreError):  # noqa: N818 - see module note
+class KeyExists(KeyStoreError):
     """A key with that name, or the same key under another name, is already stored."""
 
 
-class KeyDisabled(KeyStoreError):  # noqa: N818 - see module note
+class KeyDisabled(KeyStoreError):
     """The key was disabled and can no longer sign."""
 
 
-class InvalidKeyName(KeyStoreError):  # noqa: N818 - see module note
+class InvalidKeyName(KeyStoreError):
     """A key name is not 1-64 characters of ``[a-z0-9][a-z0-9._-]*``."""
 
 
-class InvalidKeySize(KeyStoreError):  # noqa: N818 - see module note
+class InvalidKeySize(KeyStoreError):
     """A requested RSA modulus size is not supported."""
 
 

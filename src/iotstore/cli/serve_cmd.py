@@ -1,0 +1,50 @@
+"""``iotstore serve``: initialise if needed, seed the demo, and run the HTTP server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from granian.constants import Interfaces
+from granian.server import Server
+
+from iotstore.demo import seed_demo
+from iotstore.deployment import Deployment
+from iotstore.settings import Settings
+
+from ._options import DEFAULT_DATA_DIR, DataDir
+
+
+def serve(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+    demo: Annotated[bool, typer.Option(help="Seed the demo brand on first start.")] = True,
+) -> None:
+    """Run the store (embedded default: SQLite and files under the data directory)."""
+    url = os.environ.get("IOTSTORE_BASE_URL") or f"http://{host}:{port}"
+    os.environ["IOTSTORE_BASE_URL"] = url
+    os.environ["IOTSTORE_DATA_DIR"] = str(Path(data_dir).resolve())
+    if not Deployment.exists(data_dir):
+        Deployment.init(data_dir).close()
+        typer.echo(f"initialised a new deployment in {data_dir}")
+    deployment = Deployment.open(data_dir, Settings.from_env(Path(data_dir)))
+    try:
+        if demo:
+            seed_demo(deployment, url)
+            typer.echo(f"demo brand, store and administrator: {Path(data_dir) / 'demo.json'}")
+    finally:
+        deployment.close()
+    typer.echo(f"iotstore listening on {url} (root account {deployment.root.account_id})")
+    Server(
+        "iotstore.web.app:app_from_env",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        factory=True,
+        workers=workers,
+        log_access=False,
+    ).serve()

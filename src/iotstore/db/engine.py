@@ -1,0 +1,108 @@
+"""Engines and sessions: SQLite (WAL) by default, PostgreSQL at scale.
+
+The edge owns the transaction: :meth:`Database.unit_of_work` opens one,
+services only flush, and the caller's block commits or rolls back as a whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+__all__ = ["ConflictError", "DatabaseError", "SqlDatabase", "make_engine", "sqlite_url"]
+
+
+class DatabaseError(Exception):
+    """The database could not be reached or refused a statement for a non-input reason."""
+
+
+class ConflictError(DatabaseError):
+    """A uniqueness or reference rule refused the commit (a concurrent change won)."""
+
+
+def sqlite_url(path: Path) -> str:
+    """SQLAlchemy URL of a SQLite file."""
+    return f"sqlite+pysqlite:///{path}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # WAL lets readers run beside the single writer; foreign keys are off by
+    # default in SQLite; the busy timeout queues writers instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+_READ_ONLY = "iotstore_read_only"
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A unit of work that may write takes SQLite's write lock up front (BEGIN
+    # IMMEDIATE): two read-then-write transactions would otherwise fail on the
+    # lock upgrade. Read-only units start deferred so readers run side by side.
+    read_only = conn.get_execution_options().get(_READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url`` with the settings each backend needs."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "isolation_level": None},
+            pool_size=8,
+            max_overflow=8,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class SqlDatabase:
+    """An engine and its session factory."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlDatabase:
+        """Open the database at ``url``."""
+        return cls(make_engine(url))
+
+    @contextmanager
+    def unit_of_work(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        ``write=False`` promises a read-only unit (on SQLite it then does not
+        take the write lock).
+        """
+        session = self._sessions()
+        try:
+            with session.begin():
+                if not write:
+                    # procure the connection now so the begin hook sees the option
+                    session.connection(execution_options={_READ_ONLY: True})
+                yield session
+        except IntegrityError as e:
+            raise ConflictError("the change conflicts with the current state; retry") from e
+        except SQLAlchemyError as e:
+            raise DatabaseError(f"database error: {type(e).__name__}") from e
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

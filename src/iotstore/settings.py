@@ -1,0 +1,111 @@
+"""Settings of a running deployment, read once at start-up and validated.
+
+Nothing reads the environment after start-up; ``create_app`` and the CLI get
+a :class:`Settings` and pass plain values down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["OidcSettings", "Settings", "SettingsError", "SmtpSettings"]
+
+
+class SettingsError(Exception):
+    """A setting is missing, malformed or insecure."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Outgoing mail (invitations)."""
+
+    host: str = "127.0.0.1"
+    port: int = 25
+    sender: str = "iotstore@localhost"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = False
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """The deployment's OpenID Connect identity provider."""
+
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    name: str = "Single sign-on"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a deployment is configured with."""
+
+    data_dir: Path
+    base_url: str = "http://127.0.0.1:8000"
+    database_url: str | None = None
+    smtp: SmtpSettings | None = None
+    oidc: OidcSettings | None = None
+    max_body_bytes: int = 1024 * 1024
+    session_hours: int = 12
+    invitation_days: int = 7
+    development: bool = False
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured URL, else SQLite in the data directory."""
+        return self.database_url or f"sqlite+pysqlite:///{self.data_dir / 'iotstore.sqlite'}"
+
+    @classmethod
+    def from_env(cls, data_dir: Path, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``IOTSTORE_*`` variables; raise :class:`SettingsError` on bad values."""
+        env = os.environ if environ is None else environ
+        smtp = None
+        if env.get("IOTSTORE_SMTP_HOST"):
+            smtp = SmtpSettings(
+                host=env["IOTSTORE_SMTP_HOST"],
+                port=_int(env, "IOTSTORE_SMTP_PORT", 25),
+                sender=env.get("IOTSTORE_SMTP_FROM", "iotstore@localhost"),
+                username=env.get("IOTSTORE_SMTP_USER") or None,
+                password=env.get("IOTSTORE_SMTP_PASSWORD") or None,
+                starttls=env.get("IOTSTORE_SMTP_STARTTLS", "") == "1",
+            )
+        oidc = None
+        if env.get("IOTSTORE_OIDC_ISSUER"):
+            secret = env.get("IOTSTORE_OIDC_CLIENT_SECRET", "")
+            if not secret:
+                raise SettingsError("IOTSTORE_OIDC_CLIENT_SECRET is required with an OIDC issuer")
+            oidc = OidcSettings(
+                issuer=env["IOTSTORE_OIDC_ISSUER"],
+                client_id=env.get("IOTSTORE_OIDC_CLIENT_ID", "iotstore"),
+                client_secret=secret,
+                name=env.get("IOTSTORE_OIDC_NAME", "Single sign-on"),
+            )
+        base_url = env.get("IOTSTORE_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise SettingsError("IOTSTORE_BASE_URL must be an http(s) URL")
+        return cls(
+            data_dir=data_dir,
+            base_url=base_url,
+            database_url=env.get("IOTSTORE_DATABASE_URL") or None,
+            smtp=smtp,
+            oidc=oidc,
+            max_body_bytes=_int(env, "IOTSTORE_MAX_BODY_BYTES", 1024 * 1024),
+            development=env.get("IOTSTORE_DEVELOPMENT", "") == "1",
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError as e:
+        raise SettingsError(f"{name} must be an integer") from e
+    if number <= 0:
+        raise SettingsError(f"{name} must be positive")
+    return number

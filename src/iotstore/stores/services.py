@@ -1,0 +1,435 @@
+"""Store tree, settings, roles and curation. Services flush; the caller commits."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, false, func, or_, select
+from sqlalchemy.orm import Session
+
+from .audit import Actor, AuditLog
+from .errors import LastAdministrator, StoreExists, StoreNotFound, StoreRuleViolation
+from .models import Membership, Store, StoreExclude, StoreInclude
+from .permissions import ROLE_PERMISSIONS, STORE_ROLES, Permission, Role
+
+__all__ = [
+    "SETTINGS",
+    "STORE_ID_RE",
+    "CatalogueLevel",
+    "CatalogueScope",
+    "MembershipService",
+    "StoreService",
+    "store_dict",
+]
+
+STORE_ID_RE = re.compile(r"[a-z0-9](?:-?[a-z0-9]){1,62}")
+SETTINGS = ("name", "private", "manual_review", "allow_inclusion", "offer_parent_catalogue")
+SUBSTORE_KINDS = ("product", "ecosystem")
+
+
+def store_dict(store: Store) -> dict[str, Any]:
+    """A store as JSON-ready values (also the audit log's before/after)."""
+    return {
+        "id": store.id,
+        "name": store.name,
+        "brand-id": store.brand_id,
+        "parent-id": store.parent_id,
+        "kind": store.kind,
+        "private": store.private,
+        "manual-review": store.manual_review,
+        "allow-inclusion": store.allow_inclusion,
+        "offer-parent-catalogue": store.offer_parent_catalogue,
+    }
+
+
+@dataclass(frozen=True)
+class CatalogueLevel:
+    """One store on the inheritance path: its own snaps and its includes."""
+
+    store_id: str
+    included: frozenset[str]
+    # excludes of the levels *below* this one, which hide this level's snaps
+    hidden: frozenset[str]
+
+
+@dataclass(frozen=True)
+class CatalogueScope:
+    """What a store's catalogue holds, computed in one place (:meth:`StoreService.catalogue`).
+
+    A store sees its own snaps and the snaps it includes; if it offers its
+    parent's catalogue, it also sees the parent's (recursively), less what
+    it excludes. ``levels[0]`` is the store itself.
+    """
+
+    levels: tuple[CatalogueLevel, ...]
+
+    def contains(self, snap_store_id: str, snap_id: str) -> bool:
+        """Whether a snap registered in ``snap_store_id`` is in the catalogue."""
+        return any(
+            (snap_store_id == lv.store_id or snap_id in lv.included) and snap_id not in lv.hidden
+            for lv in self.levels
+        )
+
+    def sql_filter(
+        self, store_column: SQLColumnExpression[str], snap_id_column: SQLColumnExpression[str]
+    ) -> ColumnElement[bool]:
+        """The same rule as a SQL condition over a snaps table's columns."""
+        terms = []
+        for lv in self.levels:
+            where: ColumnElement[bool] = store_column == lv.store_id
+            if lv.included:
+                where = or_(where, snap_id_column.in_(sorted(lv.included)))
+            if lv.hidden:
+                where = and_(where, snap_id_column.not_in(sorted(lv.hidden)))
+            terms.append(where)
+        return or_(*terms) if terms else false()
+
+    @property
+    def store_ids(self) -> list[str]:
+        """Stores whose own snaps can appear."""
+        return [lv.store_id for lv in self.levels]
+
+
+class StoreService:
+    """The store tree, its settings and curation."""
+
+    def __init__(self, session: Session, audit: AuditLog) -> None:
+        self._session = session
+        self._audit = audit
+
+    def get(self, store_id: str) -> Store:
+        """The store; raises :class:`StoreNotFound`."""
+        store = self._session.get(Store, store_id)
+        if store is None:
+            raise StoreNotFound(f"no store {store_id!r}")
+        return store
+
+    def _check_new_id(self, store_id: str) -> None:
+        if not STORE_ID_RE.fullmatch(store_id):
+            raise StoreRuleViolation(
+                "store ids are 2-63 lower-case letters, digits and single hyphens", field="id"
+            )
+        if self._session.get(Store, store_id) is not None:
+            raise StoreExists(f"store {store_id!r} exists already", field="id")
+
+    def create_brand_store(self, actor: Actor, brand_id: str, store_id: str, name: str) -> Store:
+        """A brand's root store."""
+        self._check_new_id(store_id)
+        store = Store(id=store_id, name=name, brand_id=brand_id, parent_id=None, kind="brand")
+        self._session.add(store)
+        self._session.flush()
+        self._audit.record(actor, "store.create", store_id=store_id, after=store_dict(store))
+        return store
+
+    def create_substore(
+        self, actor: Actor, parent_id: str, store_id: str, name: str, kind: str
+    ) -> Store:
+        """A product or ecosystem store under ``parent_id``; it inherits the brand."""
+        if kind not in SUBSTORE_KINDS:
+            raise StoreRuleViolation("kind must be product or ecosystem", field="kind")
+        parent = self.get(parent_id)
+        self._check_new_id(store_id)
+        store = Store(
+            id=store_id, name=name, brand_id=parent.brand_id, parent_id=parent.id, kind=kind
+        )
+        self._session.add(store)
+        self._session.flush()
+        self._audit.record(actor, "store.create", store_id=store_id, after=store_dict(store))
+        return store
+
+    def update(self, actor: Actor, store_id: str, changes: dict[str, Any]) -> Store:
+        """Change settings (see :data:`SETTINGS`)."""
+        store = self.get(store_id)
+        before = store_dict(store)
+        for key, value in changes.items():
+            if key not in SETTINGS:
+                raise StoreRuleViolation(f"unknown setting {key!r}", field=key)
+            setattr(store, key, value)
+        self._session.flush()
+        self._audit.record(
+            actor, "store.update", store_id=store_id, before=before, after=store_dict(store)
+        )
+        return store
+
+    def ancestors(self, store_id: str) -> list[Store]:
+        """The store's parents, nearest first."""
+        chain: list[Store] = []
+        store = self.get(store_id)
+        seen = {store.id}
+        while store.parent_id is not None:
+            store = self.get(store.parent_id)
+            if store.id in seen:  # a cycle cannot be created through this service
+                break
+            seen.add(store.id)
+            chain.append(store)
+        return chain
+
+    def descendants(self, store_id: str) -> list[Store]:
+        """Every store below ``store_id``, breadth first."""
+        found: list[Store] = []
+        frontier = [store_id]
+        while frontier:
+            children = list(
+                self._session.scalars(
+                    select(Store).where(Store.parent_id.in_(frontier)).order_by(Store.id)
+                )
+            )
+            found.extend(children)
+            frontier = [c.id for c in children]
+        return found
+
+    def list_stores(
+        self, store_ids: Sequence[str] | None, after: str = "", limit: int = 100
+    ) -> list[Store]:
+        """Stores (all, or those in ``store_ids``), ordered by id, paginated."""
+        q = select(Store).where(Store.id > after)
+        if store_ids is not None:
+            q = q.where(Store.id.in_(store_ids))
+        return list(self._session.scalars(q.order_by(Store.id).limit(limit)))
+
+    # -- curation ------------------------------------------------------------------
+
+    def catalogue(self, store_id: str) -> CatalogueScope:
+        """What the store's catalogue holds: own + included + inherited, less excluded."""
+        levels: list[CatalogueLevel] = []
+        hidden: set[str] = set()
+        store: Store | None = self.get(store_id)
+        seen: set[str] = set()
+        while store is not None and store.id not in seen:
+            seen.add(store.id)
+            included = frozenset(
+                self._session.scalars(
+                    select(StoreInclude.snap_id).where(StoreInclude.store_id == store.id)
+                )
+            )
+            levels.append(CatalogueLevel(store.id, included, frozenset(hidden)))
+            if not store.offer_parent_catalogue or store.parent_id is None:
+                break
+            hidden |= set(
+                self._session.scalars(
+                    select(StoreExclude.snap_id).where(StoreExclude.store_id == store.id)
+                )
+            )
+            store = self._session.get(Store, store.parent_id)
+        return CatalogueScope(tuple(levels))
+
+    def include(self, actor: Actor, store_id: str, snap_id: str, source_store_id: str) -> None:
+        """Include a snap registered in ``source_store_id``, which must allow inclusion."""
+        self.get(store_id)
+        source = self.get(source_store_id)
+        if source.id == store_id:
+            raise StoreRuleViolation("a store's own snaps are in its catalogue already")
+        if not source.allow_inclusion:
+            raise StoreRuleViolation(
+                f"store {source.id!r} does not allow other stores to include its snaps",
+                field="snap-id",
+            )
+        existing = self._session.scalars(
+            select(StoreInclude).where(
+                StoreInclude.store_id == store_id, StoreInclude.snap_id == snap_id
+            )
+        ).first()
+        if existing is None:
+            self._session.add(
+                StoreInclude(store_id=store_id, snap_id=snap_id, source_store_id=source.id)
+            )
+            self._session.flush()
+            self._audit.record(
+                actor, "curation.include", store_id=store_id, target=snap_id,
+                after={"snap-id": snap_id, "source-store-id": source.id},
+            )  # fmt: skip
+
+    def uninclude(self, actor: Actor, store_id: str, snap_id: str) -> None:
+        """Remove an include again."""
+        row = self._session.scalars(
+            select(StoreInclude).where(
+                StoreInclude.store_id == store_id, StoreInclude.snap_id == snap_id
+            )
+        ).first()
+        if row is None:
+            raise StoreNotFound(f"store {store_id!r} does not include {snap_id!r}")
+        before = {"snap-id": snap_id, "source-store-id": row.source_store_id}
+        self._session.delete(row)
+        self._session.flush()
+        self._audit.record(
+            actor, "curation.uninclude", store_id=store_id, target=snap_id, before=before
+        )
+
+    def exclude(self, actor: Actor, store_id: str, snap_id: str) -> None:
+        """Hide a snap the parent's catalogue offers."""
+        self.get(store_id)
+        existing = self._session.scalars(
+            select(StoreExclude).where(
+                StoreExclude.store_id == store_id, StoreExclude.snap_id == snap_id
+            )
+        ).first()
+        if existing is None:
+            self._session.add(StoreExclude(store_id=store_id, snap_id=snap_id))
+            self._session.flush()
+            self._audit.record(
+                actor, "curation.exclude", store_id=store_id, target=snap_id,
+                after={"snap-id": snap_id},
+            )  # fmt: skip
+
+    def unexclude(self, actor: Actor, store_id: str, snap_id: str) -> None:
+        """Show an excluded snap again."""
+        row = self._session.scalars(
+            select(StoreExclude).where(
+                StoreExclude.store_id == store_id, StoreExclude.snap_id == snap_id
+            )
+        ).first()
+        if row is None:
+            raise StoreNotFound(f"store {store_id!r} does not exclude {snap_id!r}")
+        self._session.delete(row)
+        self._session.flush()
+        self._audit.record(
+            actor, "curation.unexclude", store_id=store_id, target=snap_id,
+            before={"snap-id": snap_id},
+        )  # fmt: skip
+
+    def curation(self, store_id: str) -> tuple[list[StoreInclude], list[StoreExclude]]:
+        """The store's includes and excludes."""
+        includes = self._session.scalars(
+            select(StoreInclude).where(StoreInclude.store_id == store_id)
+        )
+        excludes = self._session.scalars(
+            select(StoreExclude).where(StoreExclude.store_id == store_id)
+        )
+        return list(includes), list(excludes)
+
+
+class MembershipService:
+    """Store roles: grant, change, remove, and what an account may do where."""
+
+    def __init__(self, session: Session, stores: StoreService, audit: AuditLog) -> None:
+        self._session = session
+        self._stores = stores
+        self._audit = audit
+
+    def roles(self, account_id: str, store_id: str) -> set[Role]:
+        """Roles held in the store, plus admin inherited from any ancestor."""
+        direct = set(
+            self._session.scalars(
+                select(Membership.role).where(
+                    Membership.store_id == store_id, Membership.account_id == account_id
+                )
+            )
+        )
+        roles = {Role(r) for r in direct}
+        if Role.ADMIN not in roles:
+            ancestor_ids = [s.id for s in self._stores.ancestors(store_id)]
+            if (
+                ancestor_ids
+                and self._session.scalars(
+                    select(Membership.id).where(
+                        Membership.store_id.in_(ancestor_ids),
+                        Membership.account_id == account_id,
+                        Membership.role == Role.ADMIN.value,
+                    )
+                ).first()
+            ):
+                roles.add(Role.ADMIN)
+        return roles
+
+    def permissions(self, account_id: str, store_id: str) -> frozenset[Permission]:
+        """Everything the account's roles allow in the store."""
+        out: set[Permission] = set()
+        for role in self.roles(account_id, store_id):
+            out |= ROLE_PERMISSIONS[role]
+        return frozenset(out)
+
+    def store_ids_of(self, account_id: str) -> set[str]:
+        """Stores where the account holds any role, and every store below an administered one."""
+        rows = self._session.execute(
+            select(Membership.store_id, Membership.role).where(Membership.account_id == account_id)
+        ).all()
+        ids = {store_id for store_id, _ in rows}
+        for store_id, role in rows:
+            if role == Role.ADMIN.value:
+                ids |= {s.id for s in self._stores.descendants(store_id)}
+        return ids
+
+    def members(self, store_id: str, after_id: int = 0, limit: int = 100) -> list[Membership]:
+        """Direct memberships of the store, paginated by id."""
+        return list(
+            self._session.scalars(
+                select(Membership)
+                .where(Membership.store_id == store_id, Membership.id > after_id)
+                .order_by(Membership.id)
+                .limit(limit)
+            )
+        )
+
+    @staticmethod
+    def _check_role(role: str) -> Role:
+        if role not in {r.value for r in STORE_ROLES}:
+            raise StoreRuleViolation(
+                "role must be one of admin, publisher, reviewer, viewer", field="role"
+            )
+        return Role(role)
+
+    def grant(self, actor: Actor, store_id: str, account_id: str, role: str) -> Membership:
+        """Give a role (idempotent)."""
+        checked = self._check_role(role)
+        self._stores.get(store_id)
+        existing = self._find(store_id, account_id, checked)
+        if existing is not None:
+            return existing
+        membership = Membership(store_id=store_id, account_id=account_id, role=checked.value)
+        self._session.add(membership)
+        self._session.flush()
+        self._audit.record(
+            actor, "role.grant", store_id=store_id, target=account_id,
+            after={"account-id": account_id, "role": checked.value},
+        )  # fmt: skip
+        return membership
+
+    def _find(self, store_id: str, account_id: str, role: Role) -> Membership | None:
+        return self._session.scalars(
+            select(Membership).where(
+                Membership.store_id == store_id,
+                Membership.account_id == account_id,
+                Membership.role == role.value,
+            )
+        ).first()
+
+    def _admins_after_removal(self, store_id: str, account_id: str) -> int:
+        ids = [store_id, *(s.id for s in self._stores.ancestors(store_id))]
+        count = self._session.scalar(
+            select(func.count(func.distinct(Membership.account_id))).where(
+                Membership.store_id.in_(ids),
+                Membership.role == Role.ADMIN.value,
+                ~and_(Membership.store_id == store_id, Membership.account_id == account_id),
+            )
+        )
+        return int(count or 0)
+
+    def remove(self, actor: Actor, store_id: str, account_id: str, role: str) -> None:
+        """Take a role away; a store always keeps an administrator."""
+        checked = self._check_role(role)
+        membership = self._find(store_id, account_id, checked)
+        if membership is None:
+            raise StoreNotFound(f"{account_id!r} is not {checked.value} of {store_id!r}")
+        if checked is Role.ADMIN and self._admins_after_removal(store_id, account_id) == 0:
+            raise LastAdministrator(
+                f"{store_id!r} would have no administrator left; grant the role to someone "
+                "else first"
+            )
+        self._session.delete(membership)
+        self._session.flush()
+        self._audit.record(
+            actor, "role.remove", store_id=store_id, target=account_id,
+            before={"account-id": account_id, "role": checked.value},
+        )  # fmt: skip
+
+    def change(
+        self, actor: Actor, store_id: str, account_id: str, old: str, new: str
+    ) -> Membership:
+        """Replace one role by another in one step."""
+        granted = self.grant(actor, store_id, account_id, new)
+        if old != new:
+            self.remove(actor, store_id, account_id, old)
+        return granted

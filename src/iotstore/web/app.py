@@ -1,0 +1,49 @@
+"""``create_app(settings)``: the one place that wires the HTTP application."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from iotstore.deployment import Deployment
+from iotstore.settings import Settings
+
+from .admin_api import brands, members, stores, system, tokens
+from .errors import install_error_handlers
+from .limits import BodyLimit
+
+__all__ = ["app_from_env", "create_app"]
+
+
+def create_app(settings: Settings, deployment: Deployment | None = None) -> FastAPI:
+    """Build the application for an initialised deployment.
+
+    ``deployment`` lets a caller that has opened it already (tests, ``serve``)
+    share it; otherwise it is opened from ``settings.data_dir``.
+    """
+    deployment = deployment or Deployment.open(settings.data_dir, settings)
+    app = FastAPI(
+        title="iotstore",
+        version="1",
+        description="Admin API of a self-hosted IoT app store and serial vault.",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.deployment = deployment
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (system, tokens, stores, members, brands):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ASGI servers started by ``iotstore serve`` (settings from the environment)."""
+    logging.basicConfig(level=logging.INFO)
+    data_dir = Path(os.environ.get("IOTSTORE_DATA_DIR", "iotstore-data"))
+    return create_app(Settings.from_env(data_dir))
