@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from iotstore.deployment import Deployment
 from iotstore.settings import Settings
 
-from .admin_api import brands, members, stores, system, tokens
+from . import signin
+from .admin_api import brands, invitations, members, stores, system, tokens
 from .errors import install_error_handlers
 from .limits import BodyLimit
 
@@ -36,7 +37,7 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
     app.state.deployment = deployment
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (system, tokens, stores, members, brands):
+    for module in (system, tokens, stores, members, brands, invitations, signin):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
