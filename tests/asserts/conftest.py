@@ -54,3 +54,34 @@ def vector_db(*needs: str) -> asserts.Database:
     for name in needs:
         db.add(asserts.decode(vector_path(name).read_bytes()))
     return db
+
+
+# -- helpers for the mutation tables ------------------------------------------------
+
+# The signature time of the tests that sign their own assertions with the library's
+# fixed test keys (iotstore.asserts.testing).
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def replace_once(data: bytes, old: str | bytes, new: str | bytes) -> bytes:
+    """``data`` with the single occurrence of ``old`` replaced; fails if ``old`` is not unique."""
+    old_b = old.encode("utf-8") if isinstance(old, str) else old
+    new_b = new.encode("utf-8") if isinstance(new, str) else new
+    count = data.count(old_b)
+    if count != 1:
+        pytest.fail(f"mutation target {old_b!r} occurs {count} times, expected once")
+    return data.replace(old_b, new_b, 1)
+
+
+def decode_error(data: bytes) -> asserts.DecodeError:
+    """The DecodeError ``asserts.decode`` raises for ``data`` (fails when it decodes)."""
+    with pytest.raises(asserts.DecodeError) as caught:
+        asserts.decode(data)
+    return caught.value
+
+
+def stream_error(data: bytes) -> asserts.DecodeError:
+    """The DecodeError ``asserts.decode_stream`` raises for ``data``."""
+    with pytest.raises(asserts.DecodeError) as caught:
+        list(asserts.decode_stream(data))
+    return caught.value
