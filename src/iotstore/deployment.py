@@ -11,6 +11,7 @@ directory holds::
     keys.sqlite       private keys, each sealed with AES-256-GCM under the master key
     root.assert       the trusted set devices must carry: root account + account-key
     iotstore.sqlite   the database (SQLite, WAL), unless IOTSTORE_DATABASE_URL is set
+    outbox/           outgoing mail as .eml files (0600), unless an SMTP relay is set
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from iotstore import asserts
 from iotstore.accounts import RootAuthority, adopt_root, create_root
 from iotstore.db import SqlDatabase
 from iotstore.keystore import EncryptedKeyStore, KeyStore, MasterKey
+from iotstore.mail import DirectoryMailer, Mailer, SmtpMailer
 from iotstore.migrations import upgrade
 from iotstore.settings import Settings
 
@@ -74,6 +76,8 @@ class Deployment:
     settings: Settings
     database: SqlDatabase
     secret: bytes
+    # outgoing mail (invitations); tests may replace it
+    mailer: Mailer
 
     @staticmethod
     def _paths(data_dir: Path) -> tuple[Path, Path, Path, Path]:
@@ -168,7 +172,22 @@ class Deployment:
         settings = settings or Settings.from_env(data_dir)
         database = SqlDatabase.from_url(settings.resolved_database_url)
         upgrade(database.engine)
-        return cls(data_dir, keystore, root, settings, database, _secret(data_dir, create=False))
+        return cls(
+            data_dir,
+            keystore,
+            root,
+            settings,
+            database,
+            _secret(data_dir, create=False),
+            cls._mailer(data_dir, settings),
+        )
+
+    @staticmethod
+    def _mailer(data_dir: Path, settings: Settings) -> Mailer:
+        """The SMTP relay when one is configured, else ``.eml`` files in ``outbox/``."""
+        if settings.smtp is None:
+            return DirectoryMailer(data_dir / "outbox")
+        return SmtpMailer(settings.smtp)
 
     def close(self) -> None:
         """Release the key store and the database connections."""

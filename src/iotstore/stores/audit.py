@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from .models import AuditEntry
@@ -60,7 +60,7 @@ class AuditLog:
     def query(
         self,
         *,
-        store_ids: Sequence[str] | None = None,
+        store_ids: Sequence[str] | Select[Any] | None = None,
         action: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,

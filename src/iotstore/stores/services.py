@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, and_, false, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    and_,
+    false,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from .audit import Actor, AuditLog
@@ -167,24 +176,39 @@ class StoreService:
             chain.append(store)
         return chain
 
-    def descendants(self, store_id: str) -> list[Store]:
-        """Every store below ``store_id``, breadth first."""
-        found: list[Store] = []
-        frontier = [store_id]
-        while frontier:
-            children = list(
-                self._session.scalars(
-                    select(Store).where(Store.parent_id.in_(frontier)).order_by(Store.id)
-                )
+    def subtree_ids(self, *roots: str, include_roots: bool = True) -> Select[Any]:
+        """A query of the ids of every store below ``roots`` (and the roots unless told not),
+        one recursive CTE."""
+        tree = select(Store.id).where(Store.id.in_(roots)).cte("subtree", recursive=True)
+        tree = tree.union_all(select(Store.id).where(Store.parent_id == tree.c.id))
+        query = select(tree.c.id)
+        return query if include_roots else query.where(tree.c.id.not_in(roots))
+
+    def children(self, store_id: str) -> list[Store]:
+        """The stores directly below ``store_id``, ordered by id."""
+        return list(
+            self._session.scalars(
+                select(Store).where(Store.parent_id == store_id).order_by(Store.id)
             )
-            found.extend(children)
-            frontier = [c.id for c in children]
-        return found
+        )
+
+    def descendants(self, store_id: str) -> list[Store]:
+        """Every store below ``store_id``, ordered by id."""
+        return list(
+            self._session.scalars(
+                select(Store)
+                .where(Store.id.in_(self.subtree_ids(store_id, include_roots=False)))
+                .order_by(Store.id)
+            )
+        )
 
     def list_stores(
-        self, store_ids: Sequence[str] | None, after: str = "", limit: int = 100
+        self,
+        store_ids: Sequence[str] | Select[Any] | None,
+        after: str = "",
+        limit: int = 100,
     ) -> list[Store]:
-        """Stores (all, or those in ``store_ids``), ordered by id, paginated."""
+        """Stores (all, or those in ``store_ids``: a list or a query), ordered by id, paginated."""
         q = select(Store).where(Store.id > after)
         if store_ids is not None:
             q = q.where(Store.id.in_(store_ids))
@@ -341,16 +365,25 @@ class MembershipService:
             out |= ROLE_PERMISSIONS[role]
         return frozenset(out)
 
-    def store_ids_of(self, account_id: str) -> set[str]:
-        """Stores where the account holds any role, and every store below an administered one."""
+    def visible_store_ids(self, account_id: str) -> Select[Any]:
+        """A query of the stores where the account holds a role, plus every store below one
+        it administers."""
+        direct = select(Membership.store_id).where(Membership.account_id == account_id)
+        administered = select(Membership.store_id).where(
+            Membership.account_id == account_id, Membership.role == Role.ADMIN.value
+        )
+        tree = select(Store.id).where(Store.id.in_(administered)).cte("visible", recursive=True)
+        tree = tree.union_all(select(Store.id).where(Store.parent_id == tree.c.id))
+        return select(Store.id).where(or_(Store.id.in_(select(tree.c.id)), Store.id.in_(direct)))
+
+    def direct_roles(self, account_id: str) -> list[tuple[str, str]]:
+        """(store id, role) pairs granted to the account directly."""
         rows = self._session.execute(
-            select(Membership.store_id, Membership.role).where(Membership.account_id == account_id)
+            select(Membership.store_id, Membership.role)
+            .where(Membership.account_id == account_id)
+            .order_by(Membership.store_id, Membership.role)
         ).all()
-        ids = {store_id for store_id, _ in rows}
-        for store_id, role in rows:
-            if role == Role.ADMIN.value:
-                ids |= {s.id for s in self._stores.descendants(store_id)}
-        return ids
+        return [(store_id, role) for store_id, role in rows]
 
     def members(self, store_id: str, after_id: int = 0, limit: int = 100) -> list[Membership]:
         """Direct memberships of the store, paginated by id."""

@@ -33,8 +33,8 @@ Audit = Annotated[RequestContext, Depends(require(Permission.AUDIT_VIEW))]
 def list_stores(ctx: Self, after: After = "", limit: Limit = 100) -> dict[str, Any]:
     """Stores where the caller holds a role (or administers a parent), by id."""
     assert ctx.principal.account is not None
-    ids = sorted(ctx.memberships.store_ids_of(ctx.principal.account.id))
-    stores = ctx.stores.list_stores(ids, after, limit)
+    visible = ctx.memberships.visible_store_ids(ctx.principal.account.id)
+    stores = ctx.stores.list_stores(visible, after, limit)
     return page([store_dict(s) for s in stores], stores[-1].id if stores else None, limit)
 
 
@@ -42,7 +42,7 @@ def list_stores(ctx: Self, after: After = "", limit: Limit = 100) -> dict[str, A
 def get_store(ctx: View, store_id: str) -> dict[str, Any]:
     """One store and its direct sub-stores."""
     store = ctx.stores.get(store_id)
-    children = [s.id for s in ctx.stores.descendants(store_id) if s.parent_id == store_id]
+    children = [s.id for s in ctx.stores.children(store_id)]
     return {**store_dict(store), "substores": children}
 
 
@@ -80,9 +80,11 @@ def create_substore(ctx: Manage, store_id: str, body: NewSubstore) -> dict[str, 
 
 
 @router.get("/stores/{store_id}/tree")
-def store_tree(ctx: View, store_id: str) -> dict[str, Any]:
-    """Every store below this one, with parents, breadth first."""
-    return {"items": [store_dict(s) for s in ctx.stores.descendants(store_id)]}
+def store_tree(ctx: View, store_id: str, after: After = "", limit: Limit = 100) -> dict[str, Any]:
+    """Every store below this one (each with its parent), by id, paginated."""
+    below = ctx.stores.subtree_ids(store_id, include_roots=False)
+    stores = ctx.stores.list_stores(below, after, limit)
+    return page([store_dict(s) for s in stores], stores[-1].id if stores else None, limit)
 
 
 @router.get("/stores/{store_id}/catalogue")
@@ -161,9 +163,13 @@ def audit(
     format: str = Query(default="json", pattern="^(json|csv)$"),
 ) -> dict[str, Any] | PlainTextResponse:
     """Changes in this store and the stores below it, oldest first; JSON or CSV."""
-    ids = [store_id, *(s.id for s in ctx.stores.descendants(store_id))]
     entries = ctx.audit.query(
-        store_ids=ids, action=action, since=since, until=until, after_id=after, limit=limit
+        store_ids=ctx.stores.subtree_ids(store_id),
+        action=action,
+        since=since,
+        until=until,
+        after_id=after,
+        limit=limit,
     )
     if format == "csv":
         return PlainTextResponse(

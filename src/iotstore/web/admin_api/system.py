@@ -43,7 +43,10 @@ def whoami(ctx: Self) -> dict[str, Any]:
     account = ctx.principal.account
     assert account is not None
     info = account_dict(account)
-    info["stores"] = sorted(ctx.memberships.store_ids_of(account.id))
+    info["roles"] = [
+        {"store-id": store_id, "role": role}
+        for store_id, role in ctx.memberships.direct_roles(account.id)
+    ]
     return info
 
 
