@@ -7,6 +7,7 @@ from sqlalchemy import Engine
 
 import iotstore.accounts.models
 import iotstore.assertdb.models
+import iotstore.devices.models
 import iotstore.snaps.models
 import iotstore.stores.models  # noqa: F401 - registers the tables
 from iotstore.db import Base

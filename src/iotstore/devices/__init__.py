@@ -1,0 +1,1 @@
+"""The serial vault: device models, serial signing keys, API keys, registration, devices."""

@@ -1,0 +1,597 @@
+"""The serial vault's rules: models, serial keys, API keys and first-boot registration.
+
+Registration follows snapd's device-service protocol (request-id, then a
+serial-request + model stream) and answers with the serial plus the signing
+key's account-key and account, so a device without a store session can
+verify it. Everything a registration writes happens in the caller's
+transaction, after signing: a killed process leaves no half-recorded serial.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from iotstore import asserts
+from iotstore.accounts.brands import BrandService
+from iotstore.accounts.models import BrandKey
+from iotstore.db import utcnow
+from iotstore.keystore import KeyStore
+from iotstore.stores.audit import Actor, AuditLog
+from iotstore.stores.models import Store
+
+from .errors import (
+    DeviceBlocked,
+    InvalidApiKey,
+    InvalidNonce,
+    InvalidSerialRequest,
+    KeyGuard,
+    ModelNotFound,
+    NotPreauthorised,
+    SerialInUse,
+    VaultRuleViolation,
+)
+from .models import (
+    AllowedDevice,
+    ApiKey,
+    Device,
+    DeviceModel,
+    RequestId,
+    SerialKey,
+    SigningLogEntry,
+)
+
+__all__ = ["NONCE_LIFETIME", "Registration", "VaultService", "model_dict"]
+
+NONCE_LIFETIME = timedelta(minutes=10)
+MIN_DEVICE_KEY_BITS = 2048
+MAX_SERIAL_STREAM = 256 * 1024
+_SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
+_BODY_SERIAL_RE = re.compile(r"^serial:\s*['\"]?([^'\"\s]+)['\"]?\s*$", re.MULTILINE)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def model_dict(model: DeviceModel) -> dict[str, Any]:
+    """A vault model as JSON-ready values."""
+    return {
+        "id": model.id,
+        "brand-id": model.brand_id,
+        "model": model.name,
+        "store-id": model.store_id,
+        "open-enrolment": model.open_enrolment,
+        "require-key-allowlist": model.require_key_allowlist,
+        "allow-reregistration": model.allow_reregistration,
+    }
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the vault answers a device: the serial and the chain it needs."""
+
+    serial: asserts.Serial
+    chain: list[asserts.Assertion]
+
+    def stream(self) -> bytes:
+        """Serial, then the signer's account-key and account."""
+        return asserts.encode_stream([self.serial, *self.chain])
+
+
+class VaultService:
+    """Vault administration and the device-service protocol. Flushes; the caller commits."""
+
+    def __init__(
+        self,
+        session: Session,
+        keystore: KeyStore,
+        brands: BrandService,
+        trust: asserts.Database,
+        audit: AuditLog,
+    ) -> None:
+        self._session = session
+        self._keystore = keystore
+        self._brands = brands
+        self._trust = trust
+        self._audit = audit
+
+    # -- models ----------------------------------------------------------------------
+
+    def model(self, brand_id: str, name: str) -> DeviceModel:
+        """A registered model; raises :class:`ModelNotFound`."""
+        row = self._session.scalars(
+            select(DeviceModel).where(DeviceModel.brand_id == brand_id, DeviceModel.name == name)
+        ).first()
+        if row is None:
+            raise ModelNotFound(f"model {brand_id}/{name} is not registered in this vault")
+        return row
+
+    def models(self, store_ids: Iterable[str] | None = None) -> list[DeviceModel]:
+        """Models (of the given stores), by brand and name."""
+        q = select(DeviceModel)
+        if store_ids is not None:
+            q = q.where(DeviceModel.store_id.in_(list(store_ids)))
+        return list(self._session.scalars(q.order_by(DeviceModel.brand_id, DeviceModel.name)))
+
+    def model_assertion(self, model: DeviceModel) -> asserts.Model:
+        """The newest accepted model assertion."""
+        a = self._trust.find("model", ("16", model.brand_id, model.name))
+        assert isinstance(a, asserts.Model)
+        return a
+
+    def register_model(self, actor: Actor, brand_id: str, data: bytes) -> DeviceModel:
+        """Accept a model assertion signed by a registered brand key (e.g. with ``snap sign``)."""
+        try:
+            model = asserts.decode(data)
+        except asserts.DecodeError as e:
+            raise VaultRuleViolation(f"not a model assertion: {e}", field="assertion") from e
+        if not isinstance(model, asserts.Model):
+            raise VaultRuleViolation(f"expected a model, got {model.type_name}", field="assertion")
+        return self._accept_model(actor, brand_id, model)
+
+    def sign_model(
+        self, actor: Actor, brand_id: str, key_name: str, headers: dict[str, Any]
+    ) -> DeviceModel:
+        """Sign a model from JSON headers with a brand key held by the key store."""
+        key = self._brands.key(brand_id, key_name)
+        if key.keystore_name is None or key.state != "active":
+            raise VaultRuleViolation(
+                f"brand key {key_name!r} is not an active key held by iotstore", field="key"
+            )
+        statement = {"series": "16", **headers, "authority-id": brand_id, "brand-id": brand_id}
+        statement.setdefault("timestamp", asserts.format_time(utcnow()))
+        try:
+            model = asserts.sign("model", statement, self._keystore.signer(key.keystore_name))
+        except asserts.SigningError as e:
+            raise VaultRuleViolation(str(e), field="headers") from e
+        assert isinstance(model, asserts.Model)
+        return self._accept_model(actor, brand_id, model)
+
+    def _accept_model(self, actor: Actor, brand_id: str, model: asserts.Model) -> DeviceModel:
+        if model.brand_id != brand_id:
+            raise VaultRuleViolation(
+                f"the model's brand is {model.brand_id!r}, not {brand_id!r}", field="brand-id"
+            )
+        if model.classic and not model.snaps:
+            raise VaultRuleViolation("classic models without snaps are not managed here")
+        if not model.store:
+            raise VaultRuleViolation(
+                "the model must name its store (the store header)", field="store"
+            )
+        store = self._session.get(Store, model.store)
+        if store is None or store.brand_id != brand_id:
+            raise VaultRuleViolation(
+                f"store {model.store!r} is not a store of this brand", field="store"
+            )
+        try:
+            self._trust.add(model)  # key registered, valid at the timestamp, newer revision
+        except asserts.AssertsError as e:
+            raise VaultRuleViolation(f"model refused: {e}", field="assertion") from e
+        row = self._session.scalars(
+            select(DeviceModel).where(
+                DeviceModel.brand_id == brand_id, DeviceModel.name == model.model
+            )
+        ).first()
+        action = "model.update"
+        if row is None:
+            row = DeviceModel(brand_id=brand_id, name=model.model, store_id=store.id)
+            self._session.add(row)
+            action = "model.register"
+        row.store_id = store.id
+        self._session.flush()
+        self._audit.record(
+            actor, action, store_id=store.id, target=f"{brand_id}/{model.model}",
+            after={**model_dict(row), "revision": model.revision},
+        )  # fmt: skip
+        return row
+
+    def update_policy(self, actor: Actor, model: DeviceModel, changes: dict[str, bool]) -> None:
+        """Change enrolment policy flags."""
+        before = model_dict(model)
+        for name, value in changes.items():
+            if name not in ("open_enrolment", "require_key_allowlist", "allow_reregistration"):
+                raise VaultRuleViolation(f"unknown policy {name!r}", field=name)
+            setattr(model, name, value)
+        self._session.flush()
+        self._audit.record(
+            actor, "model.policy", store_id=model.store_id,
+            target=f"{model.brand_id}/{model.name}", before=before, after=model_dict(model),
+        )  # fmt: skip
+
+    # -- serial signing keys ---------------------------------------------------------------
+
+    def serial_keys(self, model: DeviceModel) -> list[tuple[SerialKey, BrandKey]]:
+        """The model's serial keys, newest first, with their brand keys."""
+        rows = self._session.execute(
+            select(SerialKey, BrandKey)
+            .join(BrandKey, BrandKey.id == SerialKey.brand_key_id)
+            .where(SerialKey.model_id == model.id)
+            .order_by(SerialKey.id.desc())
+        ).all()
+        return [(s, b) for s, b in rows]
+
+    def rotate_serial_key(self, actor: Actor, model: DeviceModel, bits: int = 4096) -> BrandKey:
+        """Generate and certify a new serial key, then make it the active one.
+
+        The previous key stays certified, so serials it signed keep verifying:
+        rotation needs no downtime.
+        """
+        count = self._session.scalar(
+            select(func.count(SerialKey.id)).where(SerialKey.model_id == model.id)
+        )
+        name = f"serial-{model.name}-{int(count or 0) + 1}"[:64]
+        key = self._brands.generate_key(model.brand_id, name, bits)
+        for old, _ in self.serial_keys(model):
+            old.active = False
+        self._session.add(SerialKey(model_id=model.id, brand_key_id=key.id, active=True))
+        self._session.flush()
+        self._audit.record(
+            actor, "serial-key.rotate", store_id=model.store_id, target=key.key_id,
+            after={"model": model.name, "key-name": key.name},
+        )  # fmt: skip
+        return key
+
+    def active_serial_key(self, model: DeviceModel) -> BrandKey:
+        """The key that signs the model's serials now."""
+        for serial_key, brand_key in self.serial_keys(model):
+            if serial_key.active and brand_key.state == "active":
+                return brand_key
+        raise ModelNotFound(f"model {model.brand_id}/{model.name} has no active serial signing key")
+
+    def disable_serial_key(
+        self, actor: Actor, model: DeviceModel, key_name: str, confirm: str
+    ) -> BrandKey:
+        """Disable one serial key (typed-name confirmation); never the only active one."""
+        keys = self.serial_keys(model)
+        match = [(s, b) for s, b in keys if b.name == key_name]
+        if not match:
+            raise ModelNotFound(f"{key_name!r} is not a serial key of {model.name!r}")
+        serial_key, brand_key = match[0]
+        others = [b for s, b in keys if s.active and b.state == "active" and b.id != brand_key.id]
+        if serial_key.active and not others:
+            raise KeyGuard(
+                f"{key_name!r} is the model's only active serial key: rotate to a new key first"
+            )
+        # serials already signed stay valid: disabling stops new signatures only
+        self._brands.disable_key(model.brand_id, key_name, confirm, force=True)
+        serial_key.active = False
+        self._session.flush()
+        self._audit.record(
+            actor, "serial-key.disable", store_id=model.store_id, target=brand_key.key_id,
+            after={"model": model.name, "key-name": key_name},
+        )  # fmt: skip
+        return brand_key
+
+    # -- API keys -----------------------------------------------------------------------
+
+    def create_api_key(
+        self, actor: Actor, model: DeviceModel, label: str = ""
+    ) -> tuple[ApiKey, str]:
+        """A new API key for the gadget's prepare-device hook: the secret is shown once."""
+        secret = "iotk_" + secrets.token_urlsafe(30)
+        row = ApiKey(
+            model_id=model.id, label=label[:120], prefix=secret[:12], key_hash=_hash(secret)
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._audit.record(
+            actor, "api-key.create", store_id=model.store_id, target=row.prefix,
+            after={"model": model.name, "label": row.label},
+        )  # fmt: skip
+        return row, secret
+
+    def api_keys(self, model: DeviceModel) -> list[ApiKey]:
+        """The model's API keys (hashes only)."""
+        return list(
+            self._session.scalars(
+                select(ApiKey).where(ApiKey.model_id == model.id).order_by(ApiKey.id)
+            )
+        )
+
+    def revoke_api_key(self, actor: Actor, model: DeviceModel, key_id: int) -> ApiKey:
+        """Revoke an API key: devices using it can no longer register."""
+        row = self._session.get(ApiKey, key_id)
+        if row is None or row.model_id != model.id:
+            raise ModelNotFound(f"no API key {key_id} for this model")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            self._session.flush()
+            self._audit.record(actor, "api-key.revoke", store_id=model.store_id, target=row.prefix)
+        return row
+
+    # -- pre-authorisation ------------------------------------------------------------------
+
+    def allow(
+        self, actor: Actor, model: DeviceModel, entries: Iterable[tuple[str, str | None]]
+    ) -> int:
+        """Add (serial, device-key id or None) pairs to the allow-list; return how many are new."""
+        added = 0
+        for serial, key_id in entries:
+            _check_serial(serial)
+            if key_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{64}", key_id):
+                raise VaultRuleViolation(f"not a device-key id: {key_id!r}", field="device-key")
+            existing = self._session.scalars(
+                select(AllowedDevice).where(
+                    AllowedDevice.model_id == model.id, AllowedDevice.serial == serial
+                )
+            ).first()
+            if existing is None:
+                self._session.add(
+                    AllowedDevice(model_id=model.id, serial=serial, device_key_id=key_id)
+                )
+                added += 1
+            else:
+                existing.device_key_id = key_id
+        self._session.flush()
+        self._audit.record(
+            actor, "allowlist.add", store_id=model.store_id, target=model.name,
+            after={"added": added},
+        )  # fmt: skip
+        return added
+
+    def import_allowlist_csv(self, actor: Actor, model: DeviceModel, text: str) -> int:
+        """CSV with a ``serial`` column and an optional ``device-key`` column (header row)."""
+        reader = csv.DictReader(io.StringIO(text))
+        if reader.fieldnames is None or "serial" not in reader.fieldnames:
+            raise VaultRuleViolation("the CSV needs a header row with a 'serial' column")
+        entries: list[tuple[str, str | None]] = []
+        for line, row in enumerate(reader, start=2):
+            serial = (row.get("serial") or "").strip()
+            if not serial:
+                raise VaultRuleViolation(f"line {line}: empty serial")
+            key = (row.get("device-key") or "").strip() or None
+            entries.append((serial, key))
+        return self.allow(actor, model, entries)
+
+    def allowlist(self, model: DeviceModel) -> list[AllowedDevice]:
+        """The model's allow-list."""
+        return list(
+            self._session.scalars(
+                select(AllowedDevice)
+                .where(AllowedDevice.model_id == model.id)
+                .order_by(AllowedDevice.serial)
+            )
+        )
+
+    # -- the device-service protocol ----------------------------------------------------------
+
+    def new_request_id(self, api_key: str | None) -> str:
+        """A fresh single-use request-id (the API key must be valid)."""
+        self._api_key(api_key)
+        now = utcnow()
+        self._session.execute(delete(RequestId).where(RequestId.expires_at < now))
+        value = secrets.token_urlsafe(32)
+        self._session.add(RequestId(id=value, expires_at=now + NONCE_LIFETIME))
+        self._session.flush()
+        return value
+
+    def _api_key(self, api_key: str | None) -> ApiKey:
+        if not api_key or len(api_key) > 200:
+            raise InvalidApiKey("missing api-key header")
+        row = self._session.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(api_key))).first()
+        if row is None or row.revoked_at is not None:
+            raise InvalidApiKey("unknown or revoked API key")
+        return row
+
+    def _consume_request_id(self, request_id: str) -> None:
+        row = self._session.get(RequestId, request_id) if len(request_id) <= 64 else None
+        now = utcnow()
+        if row is None or row.used_at is not None or row.expires_at <= now:
+            raise InvalidNonce("request-id is invalid, expired or already used")
+        row.used_at = now
+
+    def register(self, api_key: str | None, data: bytes, address: str | None) -> Registration:
+        """Turn a device's serial-request (+ model) stream into a signed serial."""
+        key_row = self._api_key(api_key)
+        if len(data) > MAX_SERIAL_STREAM:
+            raise InvalidSerialRequest("the request is too large")
+        try:
+            members = list(asserts.decode_stream(data))
+        except asserts.DecodeError as e:
+            raise InvalidSerialRequest(f"cannot decode the request: {e}") from e
+        if not members or not isinstance(members[0], asserts.SerialRequest):
+            raise InvalidSerialRequest("the stream must start with a serial-request")
+        request = members[0]
+        if len(members) > 2:
+            raise InvalidSerialRequest("re-registration (remodelling) is not supported yet")
+        try:
+            asserts.verify_signature(request, request.device_key)
+        except asserts.SignatureError as e:
+            raise InvalidSerialRequest(f"serial-request signature: {e}") from e
+        if request.device_key.bits < MIN_DEVICE_KEY_BITS:
+            raise InvalidSerialRequest(f"device keys must have at least {MIN_DEVICE_KEY_BITS} bits")
+        model_row = self._session.get(DeviceModel, key_row.model_id)
+        assert model_row is not None
+        if (request.brand_id, request.model) != (model_row.brand_id, model_row.name):
+            raise InvalidApiKey(
+                f"this API key is for {model_row.brand_id}/{model_row.name}, not "
+                f"{request.brand_id}/{request.model}"
+            )
+        model = self.model_assertion(model_row)
+        if len(members) == 2:
+            sent = members[1]
+            if not isinstance(sent, asserts.Model) or (sent.brand_id, sent.model) != (
+                model.brand_id,
+                model.model,
+            ):
+                raise InvalidSerialRequest("the model in the stream is not the request's model")
+            if sent != model:
+                try:
+                    self._trust.check(sent)
+                except asserts.AssertsError as e:
+                    raise InvalidSerialRequest(f"the model does not verify: {e}") from e
+        self._consume_request_id(request.request_id)
+        serial = request.serial or _serial_from_body(request.body) or str(uuid.uuid4())
+        _check_serial(serial)
+        self._check_allowed(model_row, serial, request.device_key.id)
+        return self._issue(model_row, request, serial, address)
+
+    def _check_allowed(self, model: DeviceModel, serial: str, key_id: str) -> None:
+        if model.open_enrolment and not model.require_key_allowlist:
+            return
+        entry = self._session.scalars(
+            select(AllowedDevice).where(
+                AllowedDevice.model_id == model.id, AllowedDevice.serial == serial
+            )
+        ).first()
+        if entry is None:
+            raise NotPreauthorised(f"serial {serial!r} is not pre-authorised for this model")
+        if (model.require_key_allowlist or entry.device_key_id) and entry.device_key_id != key_id:
+            raise NotPreauthorised("this device key is not pre-authorised for that serial")
+
+    def _issue(
+        self, model: DeviceModel, request: asserts.SerialRequest, serial: str, address: str | None
+    ) -> Registration:
+        device = self._session.scalars(
+            select(Device).where(
+                Device.brand_id == model.brand_id,
+                Device.model == model.name,
+                Device.serial == serial,
+            )
+        ).first()
+        revision = 0
+        if device is not None:
+            if device.blocked:
+                raise DeviceBlocked(f"device {serial!r} is blocked")
+            if device.device_key_id == request.device_key.id:
+                # a device retrying after a lost answer: same serial, same bytes
+                existing = self._trust.find("serial", (model.brand_id, model.name, serial))
+                assert isinstance(existing, asserts.Serial)
+                return Registration(existing, self._chain(existing))
+            if not model.allow_reregistration:
+                raise SerialInUse(
+                    f"serial {serial!r} is registered to another device key; an administrator "
+                    "can release it"
+                )
+            revision = device.serial_revision + 1
+        signer_key = self.active_serial_key(model)
+        assert signer_key.keystore_name is not None
+        headers: dict[str, object] = {
+            "authority-id": model.brand_id,
+            "brand-id": model.brand_id,
+            "model": model.name,
+            "serial": serial,
+            "device-key": request.device_key.encoded,
+            "device-key-sha3-384": request.device_key.id,
+            "timestamp": asserts.format_time(utcnow()),
+        }
+        if revision:
+            headers["revision"] = str(revision)
+        signed = asserts.sign("serial", headers, self._keystore.signer(signer_key.keystore_name))
+        assert isinstance(signed, asserts.Serial)
+        self._trust.add(signed)
+        if device is None:
+            device = Device(brand_id=model.brand_id, model=model.name, serial=serial,
+                            device_key_id=request.device_key.id)  # fmt: skip
+            self._session.add(device)
+        device.device_key_id = request.device_key.id
+        device.serial_revision = revision
+        self._session.add(
+            SigningLogEntry(
+                brand_id=model.brand_id, model=model.name, serial=serial,
+                device_key_id=request.device_key.id, revision=revision,
+                sign_key_id=signer_key.key_id, address=address,
+            )
+        )  # fmt: skip
+        self._session.flush()
+        return Registration(signed, self._chain(signed))
+
+    def _chain(self, serial: asserts.Serial) -> list[asserts.Assertion]:
+        key = self._trust.find("account-key", (serial.sign_key_id,))
+        account = self._trust.find("account", (serial.authority_id,))
+        return [key, account]
+
+    # -- devices and the signing log --------------------------------------------------------
+
+    def device(self, brand_id: str, model: str, serial: str) -> Device:
+        """One device by serial."""
+        row = self._session.scalars(
+            select(Device).where(
+                Device.brand_id == brand_id, Device.model == model, Device.serial == serial
+            )
+        ).first()
+        if row is None:
+            raise ModelNotFound(f"no device {serial!r} of {brand_id}/{model}")
+        return row
+
+    def set_blocked(self, actor: Actor, model: DeviceModel, serial: str, blocked: bool) -> Device:
+        """Block (or unblock) a device: its requests and store sessions are refused."""
+        device = self.device(model.brand_id, model.name, serial)
+        before = {"blocked": device.blocked}
+        device.blocked = blocked
+        self._session.flush()
+        self._audit.record(
+            actor, "device.block" if blocked else "device.unblock", store_id=model.store_id,
+            target=f"{model.brand_id}/{model.name}/{serial}", before=before,
+            after={"blocked": blocked},
+        )  # fmt: skip
+        return device
+
+    def release(self, actor: Actor, model: DeviceModel, serial: str) -> None:
+        """Free a serial for re-provisioning: the next device key that asks gets it (revision+1)."""
+        device = self.device(model.brand_id, model.name, serial)
+        before = {"device-key": device.device_key_id, "revision": device.serial_revision}
+        device.device_key_id = "released"
+        self._session.flush()
+        self._audit.record(
+            actor, "device.release", store_id=model.store_id,
+            target=f"{model.brand_id}/{model.name}/{serial}", before=before,
+        )  # fmt: skip
+
+    def signing_log(
+        self,
+        model_ids: Iterable[int],
+        *,
+        search: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+        since: datetime | None = None,
+    ) -> list[SigningLogEntry]:
+        """Issued serials of the given models, oldest first, searchable by serial or key id."""
+        models = list(
+            self._session.scalars(select(DeviceModel).where(DeviceModel.id.in_(list(model_ids))))
+        )
+        if not models:
+            return []
+        q = select(SigningLogEntry).where(SigningLogEntry.id > after_id)
+        q = q.where(
+            or_(
+                *(
+                    and_(SigningLogEntry.brand_id == m.brand_id, SigningLogEntry.model == m.name)
+                    for m in models
+                )
+            )
+        )
+        if search:
+            pattern = f"%{search}%"
+            q = q.where(
+                SigningLogEntry.serial.like(pattern) | SigningLogEntry.device_key_id.like(pattern)
+            )
+        if since:
+            q = q.where(SigningLogEntry.at >= since)
+        return list(self._session.scalars(q.order_by(SigningLogEntry.id).limit(limit)))
+
+
+def _check_serial(serial: str) -> None:
+    if not _SERIAL_RE.fullmatch(serial):
+        raise InvalidSerialRequest(
+            "serials are 1-128 letters, digits and . _ : + - (starting with a letter or digit)"
+        )
+
+
+def _serial_from_body(body: bytes) -> str | None:
+    # Canonical's vault convention: the gadget puts "serial: X" in registration.body
+    match = _BODY_SERIAL_RE.search(body.decode("utf-8", "replace"))
+    return match.group(1) if match else None
