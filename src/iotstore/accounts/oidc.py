@@ -32,6 +32,7 @@ from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, InvalidKeyIdError, JoseError, MissingClaimError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
+from joserfc.jwt import ClaimsOption
 
 from iotstore.errors import InvalidInput, IotstoreError
 from iotstore.settings import OidcSettings
@@ -58,6 +59,9 @@ _METADATA_TTL = 3600.0
 _CLOCK_LEEWAY = 60
 _MAX_RESPONSE = 256 * 1024
 _MAX_SEALED = 4096
+# client authentication at the token endpoint (names, not secrets)
+_BASIC = "client_secret_basic"
+_POST = "client_secret_post"
 
 
 class OidcError(InvalidInput):
@@ -125,9 +129,13 @@ class PendingLogin:
         payload = _b64(
             json.dumps(
                 {
-                    "iss": self.issuer, "state": self.state, "nonce": self.nonce,
-                    "verifier": self.verifier, "next": self.next, "exp": self.expires,
-                },  # fmt: skip
+                    "iss": self.issuer,
+                    "state": self.state,
+                    "nonce": self.nonce,
+                    "verifier": self.verifier,
+                    "next": self.next,
+                    "exp": self.expires,
+                },
                 separators=(",", ":"),
             ).encode()
         )
@@ -187,7 +195,7 @@ class _Metadata:
     token_endpoint: str
     jwks_uri: str
     userinfo_endpoint: str | None
-    token_auth: str  # "client_secret_basic" or "client_secret_post"
+    token_auth: str  # _BASIC or _POST
     algorithms: tuple[str, ...]
     fetched: float
 
@@ -281,7 +289,9 @@ class OidcClient:
     def _get_json(self, url: str, what: str, headers: Mapping[str, str] | None = None) -> Any:
         try:
             with self._client() as client:
-                response = client.get(url, headers={"accept": "application/json", **(headers or {})})
+                response = client.get(
+                    url, headers={"accept": "application/json", **(headers or {})}
+                )
         except httpx.HTTPError as e:
             raise OidcUnavailable(f"the identity provider's {what} cannot be fetched") from e
         if response.status_code != 200:
@@ -304,20 +314,25 @@ class OidcClient:
                 f"the discovery document names issuer {_printable(str(doc.get('issuer')))!r},"
                 f" not the configured {issuer!r}"
             )
-        methods = doc.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
-        if "client_secret_basic" in methods:
-            token_auth = "client_secret_basic"
-        elif "client_secret_post" in methods:
-            token_auth = "client_secret_post"
+        # OpenID Connect Discovery: client_secret_basic when the provider lists none
+        methods = doc.get("token_endpoint_auth_methods_supported") or [_BASIC]
+        if _BASIC in methods:
+            token_auth = _BASIC
+        elif _POST in methods:
+            token_auth = _POST
         else:
-            raise OidcUnavailable("the identity provider accepts no client secret at its token endpoint")
+            raise OidcUnavailable(
+                "the identity provider accepts no client secret at its token endpoint"
+            )
         challenges = doc.get("code_challenge_methods_supported")
         if isinstance(challenges, list) and "S256" not in challenges:
             raise OidcUnavailable("the identity provider does not support PKCE with S256")
         offered = doc.get("id_token_signing_alg_values_supported") or ["RS256"]
         algorithms = tuple(a for a in _ALGORITHMS if a in offered)
         if not algorithms:
-            raise OidcUnavailable("the identity provider signs ID tokens with no accepted algorithm")
+            raise OidcUnavailable(
+                "the identity provider signs ID tokens with no accepted algorithm"
+            )
         userinfo = doc.get("userinfo_endpoint")
         meta = _Metadata(
             issuer=issuer,
@@ -375,7 +390,7 @@ class OidcClient:
         }
         headers = {"accept": "application/json"}
         client_id, secret = self.settings.client_id, self.settings.client_secret
-        if meta.token_auth == "client_secret_basic":
+        if meta.token_auth == _BASIC:
             # RFC 6749 2.3.1: both parts are form-encoded before the Basic encoding
             pair = f"{quote(client_id, safe='')}:{quote(secret, safe='')}"
             headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
@@ -411,13 +426,15 @@ class OidcClient:
                 # the provider rotated its keys since we cached them
                 token = jwt.decode(id_token, self._key_set(meta, refresh=True), registry=registry)
         except InvalidKeyIdError as e:
-            raise OidcError("the ID token is signed with a key the provider does not publish") from e
+            raise OidcError(
+                "the ID token is signed with a key the provider does not publish"
+            ) from e
         except JoseError as e:
             raise OidcError(f"the ID token's signature is not valid ({e.error})") from e
-        except ValueError as e:
+        except (ValueError, KeyError, TypeError) as e:
             raise OidcError("the ID token is malformed") from e
         claims = token.claims
-        essential = {"essential": True}
+        essential: ClaimsOption = {"essential": True}
         checks = jwt.JWTClaimsRegistry(
             now=int(self._clock()),
             leeway=_CLOCK_LEEWAY,
@@ -437,9 +454,8 @@ class OidcClient:
         except JoseError as e:
             raise OidcError(f"the ID token is not valid ({e.description})") from e
         audience = claims["aud"]
-        if isinstance(audience, list) and len(audience) > 1 and claims.get("azp") != (
-            self.settings.client_id
-        ):
+        multiple = isinstance(audience, list) and len(audience) > 1
+        if multiple and claims.get("azp") != self.settings.client_id:
             raise OidcError("the ID token was issued to another client")
         if not hmac.compare_digest(str(claims["nonce"]).encode(), nonce.encode()):
             raise OidcError("the ID token's nonce does not match this sign-in; start again")

@@ -55,6 +55,7 @@ from .models import (
 __all__ = ["NONCE_LIFETIME", "Registration", "VaultService", "model_dict"]
 
 NONCE_LIFETIME = timedelta(minutes=10)
+RELEASED = "released"  # device-key id of a serial freed for re-provisioning
 MIN_DEVICE_KEY_BITS = 2048
 MAX_SERIAL_STREAM = 256 * 1024
 _SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
@@ -470,7 +471,7 @@ class VaultService:
                 existing = self._trust.find("serial", (model.brand_id, model.name, serial))
                 assert isinstance(existing, asserts.Serial)
                 return Registration(existing, self._chain(existing))
-            if not model.allow_reregistration:
+            if device.device_key_id != RELEASED and not model.allow_reregistration:
                 raise SerialInUse(
                     f"serial {serial!r} is registered to another device key; an administrator "
                     "can release it"
@@ -543,7 +544,7 @@ class VaultService:
         """Free a serial for re-provisioning: the next device key that asks gets it (revision+1)."""
         device = self.device(model.brand_id, model.name, serial)
         before = {"device-key": device.device_key_id, "revision": device.serial_revision}
-        device.device_key_id = "released"
+        device.device_key_id = RELEASED
         self._session.flush()
         self._audit.record(
             actor, "device.release", store_id=model.store_id,

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from iotstore.deployment import Deployment
 from iotstore.settings import Settings
 
-from . import signin
-from .admin_api import brands, invitations, members, stores, system, tokens
+from . import device_service, signin
+from .admin_api import brands, invitations, members, stores, system, tokens, vault
 from .errors import install_error_handlers
 from .limits import BodyLimit
 
@@ -37,7 +37,17 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
     app.state.deployment = deployment
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (system, tokens, stores, members, brands, invitations, signin):
+    for module in (
+        system,
+        tokens,
+        stores,
+        members,
+        brands,
+        invitations,
+        vault,
+        signin,
+        device_service,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

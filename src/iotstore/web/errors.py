@@ -38,8 +38,24 @@ _HTTP_CODES = {
 }  # fmt: skip
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    """The admin API's error body."""
+VAULT_PREFIX = "/serial-vault/"
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, path: str = ""
+) -> JSONResponse:
+    """The error body for the audience of ``path``: the admin shape, or snapd's vault shape."""
+    if path.startswith(VAULT_PREFIX):
+        # snapd shows "message" (or error_list[0].message) only for exactly application/json
+        return JSONResponse(
+            {
+                "success": False,
+                "error_code": code,
+                "message": message,
+                "error_list": [{"code": code, "message": message}],
+            },
+            status_code=status,
+        )
     body: dict[str, str] = {"code": code, "message": message}
     if field:
         body["field"] = field
@@ -54,12 +70,12 @@ def _status_of(exc: errors.IotstoreError) -> int:
     return 400
 
 
-async def _iotstore_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _iotstore_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.IotstoreError)
-    return error_response(_status_of(exc), exc.code, exc.message, exc.field)
+    return error_response(_status_of(exc), exc.code, exc.message, exc.field, path=request.url.path)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     location = [
@@ -69,34 +85,39 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(400, "invalid-input", message, ".".join(location) if location else None)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return error_response(
-        exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), str(exc.detail)
+        exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), str(exc.detail),
+        path=request.url.path,
+    )  # fmt: skip
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(409, "conflict", str(exc), path=request.url.path)
+
+
+async def _asserts_error(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(400, "invalid-assertion", str(exc), path=request.url.path)
+
+
+async def _keystore_error(request: Request, exc: Exception) -> JSONResponse:
+    # key-store messages never carry key material (see iotstore.keystore.errors)
+    return error_response(409, "key-store", str(exc), path=request.url.path)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database error: %s", exc)
+    return error_response(
+        503, "unavailable", "the database is unavailable; retry later", path=request.url.path
     )
 
 
-async def _conflict(_request: Request, exc: Exception) -> JSONResponse:
-    return error_response(409, "conflict", str(exc))
-
-
-async def _asserts_error(_request: Request, exc: Exception) -> JSONResponse:
-    return error_response(400, "invalid-assertion", str(exc))
-
-
-async def _keystore_error(_request: Request, exc: Exception) -> JSONResponse:
-    # key-store messages never carry key material (see iotstore.keystore.errors)
-    return error_response(409, "key-store", str(exc))
-
-
-async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
-    log.error("database error: %s", exc)
-    return error_response(503, "unavailable", "the database is unavailable; retry later")
-
-
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=exc)
-    return error_response(500, "internal-error", "internal error; it has been logged")
+    return error_response(
+        500, "internal-error", "internal error; it has been logged", path=request.url.path
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,0 +1,60 @@
+"""The serial vault as snapd's device service calls it (at ``/serial-vault/v1/``).
+
+snapd sends the gadget's ``device-service.headers`` (our ``api-key``) on both
+calls; it reads error text only from ``application/json`` bodies, and
+retries 5xx, so every refusal here is a 4xx with a message.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
+
+from iotstore import asserts
+from iotstore.devices.services import VaultService
+from iotstore.stores.permissions import Permission
+
+from .auth import require
+from .context import RequestContext
+
+__all__ = ["PREFIX", "router", "vault_service"]
+
+PREFIX = "/serial-vault/v1"
+router = APIRouter(prefix=PREFIX, tags=["device service"])
+
+# The device service authenticates devices by API key inside the protocol.
+Device = Annotated[RequestContext, Depends(require(Permission.PUBLIC))]
+ApiKeyHeader = Annotated[str | None, Header(alias="api-key", max_length=200)]
+
+
+def vault_service(ctx: RequestContext) -> VaultService:
+    """The vault over the request's transaction."""
+    return VaultService(ctx.session, ctx.deployment.keystore, ctx.brands, ctx.trust, ctx.audit)
+
+
+@router.post("/request-id")
+def request_id(ctx: Device, api_key: ApiKeyHeader = None) -> dict[str, object]:
+    """A fresh single-use request-id for the device's serial-request."""
+    return {
+        "success": True,
+        "message": "",
+        "request-id": vault_service(ctx).new_request_id(api_key),
+    }
+
+
+@router.post("/serial")
+async def serial(ctx: Device, request: Request, api_key: ApiKeyHeader = None) -> Response:
+    """Sign a serial for a serial-request (+ model) stream; answer serial, account-key, account."""
+    body = await request.body()
+    client = request.client
+    registration = vault_service(ctx).register(api_key, body, client.host if client else None)
+    return Response(registration.stream(), media_type=asserts.MEDIA_TYPE)
+
+
+@router.get("/version")
+def version(ctx: Device) -> dict[str, object]:
+    """What this vault is."""
+    del ctx
+    return {"version": "1", "service": "iotstore serial vault"}
