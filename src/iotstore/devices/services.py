@@ -514,6 +514,71 @@ class VaultService:
         account = self._trust.find("account", (serial.authority_id,))
         return [key, account]
 
+    # -- system users -----------------------------------------------------------------------
+
+    def create_system_user(
+        self,
+        actor: Actor,
+        brand_id: str,
+        key_name: str,
+        *,
+        email: str,
+        username: str,
+        models: list[str],
+        until: datetime,
+        name: str | None = None,
+        password_hash: str | None = None,
+        ssh_keys: list[str] | None = None,
+        store_id: str | None = None,
+    ) -> asserts.SystemUser:
+        """A system-user assertion for the brand's models, signed by a held brand key."""
+        for model in models:
+            self.model(brand_id, model)  # only this brand's registered models
+        key = self._brands.key(brand_id, key_name)
+        if key.keystore_name is None or key.state != "active":
+            raise VaultRuleViolation(
+                f"brand key {key_name!r} is not an active held key", field="key"
+            )
+        now = utcnow().replace(microsecond=0)
+        headers: dict[str, object] = {
+            "authority-id": brand_id,
+            "brand-id": brand_id,
+            "email": email,
+            "username": username,
+            "models": models,
+            "series": ["16"],
+            "since": asserts.format_time(now),
+            "until": asserts.format_time(until),
+        }
+        if name:
+            headers["name"] = name
+        if password_hash:
+            headers["password"] = password_hash
+        if ssh_keys:
+            headers["ssh-keys"] = ssh_keys
+        try:
+            current = self._trust.find("system-user", (brand_id, email))
+            headers["revision"] = str(current.revision + 1)
+        except asserts.NotFoundError:
+            pass
+        try:
+            user = asserts.sign("system-user", headers, self._keystore.signer(key.keystore_name))
+        except asserts.SigningError as e:
+            raise VaultRuleViolation(str(e)) from e
+        self._trust.add(user)
+        assert isinstance(user, asserts.SystemUser)
+        self._audit.record(
+            actor, "system-user.create", store_id=store_id, target=email,
+            after={"username": username, "models": models, "until": headers["until"],
+                   "revision": user.revision},
+        )  # fmt: skip
+        return user
+
+    def system_users(self, brand_id: str) -> list[asserts.SystemUser]:
+        """The brand's current system-user assertions."""
+        found = self._trust.find_many("system-user", {"brand-id": brand_id})
+        return [u for u in found if isinstance(u, asserts.SystemUser)]
+
     # -- devices and the signing log --------------------------------------------------------
 
     def device(self, brand_id: str, model: str, serial: str) -> Device:

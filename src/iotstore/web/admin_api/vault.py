@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -235,6 +236,58 @@ def _log_dict(entry: SigningLogEntry) -> dict[str, Any]:
         "sign-key-sha3-384": entry.sign_key_id,
         "address": entry.address,
     }
+
+
+class NewSystemUser(Body):
+    """A local user the brand's devices may create (``snap create-user --known``)."""
+
+    key: str = Field(max_length=64)
+    email: str = Field(max_length=254)
+    username: str = Field(max_length=32)
+    name: str | None = Field(default=None, max_length=120)
+    password_hash: str | None = Field(default=None, max_length=255)
+    ssh_keys: list[str] | None = Field(default=None, max_length=50)
+    models: list[str] = Field(min_length=1, max_length=100)
+    until: datetime
+
+
+def _system_user_dict(user: asserts.SystemUser) -> dict[str, Any]:
+    return {
+        "brand-id": user.brand_id,
+        "email": user.email,
+        "username": user.username,
+        "models": list(user.models),
+        "since": asserts.format_time(user.since),
+        "until": asserts.format_time(user.until),
+        "revision": user.revision,
+        "assertion": user.to_bytes().decode(),
+    }
+
+
+@router.post("/stores/{store_id}/system-users", status_code=201)
+def create_system_user(ctx: Manage, store_id: str, body: NewSystemUser) -> dict[str, Any]:
+    """Sign a system-user assertion for models of this store (or below)."""
+    names = {m.name for m in _models_below(ctx, store_id)}
+    missing = sorted(set(body.models) - names)
+    if missing:
+        raise ModelNotFound(f"no model {missing[0]!r} in store {store_id!r} or below")
+    if body.until.tzinfo is None:
+        raise VaultRuleViolation("until needs a time zone (use Z for UTC)", field="until")
+    store = ctx.stores.get(store_id)
+    user = vault_service(ctx).create_system_user(
+        ctx.actor, store.brand_id, body.key, email=body.email, username=body.username,
+        models=body.models, until=body.until, name=body.name, password_hash=body.password_hash,
+        ssh_keys=body.ssh_keys, store_id=store_id,
+    )  # fmt: skip
+    return _system_user_dict(user)
+
+
+@router.get("/stores/{store_id}/system-users")
+def list_system_users(ctx: Manage, store_id: str) -> dict[str, Any]:
+    """The brand's system-user assertions."""
+    store = ctx.stores.get(store_id)
+    users = vault_service(ctx).system_users(store.brand_id)
+    return {"items": [_system_user_dict(u) for u in users]}
 
 
 @router.get("/stores/{store_id}/signing-log", response_model=None)
