@@ -14,6 +14,7 @@ __all__ = [
     "NotFound",
     "Refused",
     "Unauthenticated",
+    "Unavailable",
 ]
 
 
@@ -62,3 +63,9 @@ class Forbidden(IotstoreError):
     """Valid credentials without the permission the action needs."""
 
     code = "forbidden"
+
+
+class Unavailable(IotstoreError):
+    """A service the request needs (mail relay, HSM) failed; retrying later may work."""
+
+    code = "unavailable"

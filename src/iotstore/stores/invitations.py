@@ -43,10 +43,10 @@ from iotstore.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
-    IotstoreError,
     NotFound,
     Refused,
     Unauthenticated,
+    Unavailable,
 )
 from iotstore.mail import InvalidMail, Mailer, MailError, OutgoingMail
 
@@ -135,7 +135,7 @@ class SignInRequired(Unauthenticated):
     code = "sign-in-required"
 
 
-class InvitationMailFailed(IotstoreError):
+class InvitationMailFailed(Unavailable):
     """The invitation email could not be handed to the mail relay; nothing was saved.
 
     Not the caller's fault and worth retrying: the HTTP layer answers 503.

@@ -30,6 +30,7 @@ _STATUS: list[tuple[type[errors.IotstoreError], int]] = [
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.Refused, 409),
+    (errors.Unavailable, 503),
 ]
 _HTTP_CODES = {
     400: "invalid-input", 401: "unauthorized", 403: "forbidden", 404: "not-found",

@@ -1,0 +1,1 @@
+"""Snaps: registered names, collaborators, uploads, revisions, review, channels, releases."""

@@ -1,0 +1,1 @@
+"""Stores, sub-stores, roles, permissions, curation, invitations and the audit log."""
