@@ -36,8 +36,8 @@ from iotstore.accounts.oidc import (
     OidcUnavailable,
     PendingLogin,
 )
-from iotstore.accounts.services import account_dict, normalise_email
-from iotstore.errors import Forbidden, InvalidInput, IotstoreError, NotFound, Unauthenticated
+from iotstore.accounts.services import AccountService, account_dict, normalise_email
+from iotstore.errors import Forbidden, InvalidInput, IotstoreError, NotFound
 from iotstore.stores.permissions import Permission
 
 from .auth import SESSION_COOKIE, require, sessions
@@ -246,13 +246,22 @@ def login(login: Annotated[_Login, Depends(_login_body)], ctx: Public) -> Respon
     """Sign in with a local account's email and password; sets the session cookie."""
     _refuse_cross_site(ctx)
     credentials = login.credentials
+    # The password check (argon2, ~0.1-0.3 s) runs in a read-only unit of its own: the
+    # request's unit takes SQLite's write lock at its first statement, and holding it
+    # through the hash would queue every other writer behind each sign-in.
     try:
-        account = ctx.accounts.authenticate(credentials.email, credentials.password)
+        with ctx.deployment.database.unit_of_work(write=False) as session:
+            account_id = (
+                AccountService(session).authenticate(credentials.email, credentials.password).id
+            )
     except BadCredentials:
         log.warning(
             "password sign-in failed for %r from %s", credentials.email[:254], _address(ctx)
         )
         raise
+    account = ctx.accounts.get(account_id)
+    if account.disabled:  # disabled in between
+        raise BadCredentials("wrong email or password")
     cookie, row = _start_session(ctx, account, {"method": "password"})
     response: Response
     if login.redirect is not None:
@@ -297,12 +306,21 @@ def logout(ctx: Self) -> Response:
 
 @router.get("/session")
 def session_info(ctx: Self) -> dict[str, Any]:
-    """The signed-in account, the session's CSRF token and when the session ends."""
-    current = _current_session(ctx)
+    """Who is calling: the account, and for a dashboard session its CSRF token and end.
+
+    A token caller gets its account with ``csrf-token`` null (tokens need none).
+    """
     account = ctx.principal.account
-    if current is None or account is None:
-        raise Unauthenticated("no dashboard session: sign in at /auth/login")
-    return _session_body(account, current[1])
+    assert account is not None
+    current = _current_session(ctx)
+    if current is not None:
+        return {**_session_body(account, current[1]), "via": "session"}
+    return {
+        "account": account_dict(account),
+        "csrf-token": None,
+        "expires-at": None,
+        "via": "token",
+    }
 
 
 @router.get("/methods")
