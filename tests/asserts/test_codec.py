@@ -447,26 +447,11 @@ GO_INT_MESSAGES = [
         A + "revision:\n  - 1\n",
         'assertion: "revision" header is not an integer: [1]',
         id="revision is a list",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG: _checks.int_with_default formats a non-string value with q() "
-                "(\"('1',)\"); snapd's checkIntWithDefault prints it with %v: "
-                "'\"revision\" header is not an integer: [1]' (asserts_test.go TestDecodeInvalid)"
-            ),
-        ),
     ),
     pytest.param(
         A + "revision: -9223372036854775808\n",
         "assertion: revision should be positive: -9223372036854775808",
         id="revision is the smallest int64",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG: _checks.parse_int treats -2**63 as out of range (abs() > 2**63-1); "
-                "strconv.Atoi accepts it, so snapd reports 'revision should be positive'"
-            ),
-        ),
     ),
 ]
 
@@ -483,14 +468,6 @@ def test_integers_accept_a_plus_sign_like_strconv_atoi() -> None:
     assert a.format == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: an empty signatory-id on a type with authority is accepted; snapd's checkAuthority "
-        "refuses it with 'assertion: \"signatory-id\" header should not be empty' "
-        "(asserts_test.go TestDecodeInvalid)"
-    ),
-)
 def test_empty_signatory_id_is_refused() -> None:
     error = decode_error(replace_once(BASES["account-key"], A, A + "signatory-id: \n"))
     assert str(error) == 'assertion: "signatory-id" header should not be empty'
@@ -551,13 +528,6 @@ def test_unknown_type_decodes_as_generic_assertion() -> None:
     assert str(decode_error(bad)) == "assertion: revision should be positive: -1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: GenericAssertion is not registered, so it keeps dataclass's field-by-field repr "
-        "(whole body and signature) instead of the short '<Type ref rev N>' every family shares"
-    ),
-)
 def test_generic_assertion_repr_is_short() -> None:
     data = replace_once(BASES["account"], "type: account\n", "type: frobnicate\n")
     assert repr(asserts.decode(data)) == "<GenericAssertion frobnicate () rev 0>"
@@ -577,14 +547,6 @@ def test_headers_over_128_kib() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: _codec._read_until quotes the delimiter as '\\n\\n' (single quotes); snapd's "
-        'readUntil uses %q: maximum size exceeded while looking for delimiter "\\n\\n" '
-        "(asserts_test.go TestDecoderHeadTooBig/TestDecoderSignatureTooBig)"
-    ),
-)
 @pytest.mark.parametrize("where", ["headers", "signature", "trailer"])
 def test_stream_size_messages_quote_the_delimiter_like_go(where: str) -> None:
     if where == "headers":
@@ -803,15 +765,6 @@ def test_vector_with_body_decodes_in_both_decoders() -> None:
     assert a.body.endswith(b"\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: decode_stream drops an extra blank line between a body-less assertion's headers "
-        "and its signature (content = headers), while snapd's Decoder keeps it in the content "
-        "(content = headers + '\\n\\n', so the signature fails) and asserts.decode agrees with "
-        "snapd: the two decoders disagree and the stream decoder accepts bytes snapd refuses"
-    ),
-)
 def test_extra_blank_line_before_signature_is_not_silently_dropped() -> None:
     model = CHAIN.model
     data = model.content + b"\n\n\n\n" + model.signature
@@ -926,53 +879,22 @@ SIGN_ROUND_TRIP_BUGS = [
     pytest.param(
         {"x": ["a", []]},
         id="nested empty list",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG: sign() keeps a nested empty list in .headers ('a', ()) but the writer "
-                "omits it, so decode(a.to_bytes()).headers == ('a',) differs from a.headers"
-            ),
-        ),
     ),
     pytest.param(
         {"x": [[]]},
         id="list holding only an empty list",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG: sign() writes 'x:' with nothing under it for [[]] (or {'a': {}}): the "
-                "signed bytes do not decode ('expected 4 chars nesting prefix after multiline "
-                'introduction "x:"\'); it should refuse (SigningError) or drop the header'
-            ),
-        ),
     ),
     pytest.param(
         {"x": {"a": {}}},
         id="map holding only an empty map",
-        marks=pytest.mark.xfail(strict=True, reason="BUG: same as [[]]: undecodable output"),
     ),
     pytest.param(
         {"Bad Name": "v"},
         id="invalid header name",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG: sign() does not check top-level header names; it signs 'Bad Name: v', "
-                "which decode() refuses (invalid header name); it should raise SigningError"
-            ),
-        ),
     ),
     pytest.param(
         {"signatory-id": "someone-else"},
         id="signatory-id",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG: sign() keeps signatory-id in .headers but never writes it (snapd 2.57.6 "
-                "writes it after authority-id when it differs); the returned assertion's "
-                "headers do not match its own bytes. It should refuse it or write it"
-            ),
-        ),
     ),
 ]
 
@@ -985,6 +907,79 @@ def test_signed_assertion_always_decodes_to_itself(extra: dict[str, object]) -> 
         return  # refusing is fine
     b = asserts.decode(a.to_bytes())
     assert dict(b.headers) == dict(a.headers)
+
+
+# What snapd 2.57.6's signer does with these inputs (each checked against signtool.Sign).
+
+
+def test_signatory_id_is_written_after_authority_id_when_it_differs() -> None:
+    a = asserts.sign("account", _account_headers(**{"signatory-id": "other"}), ROOT, signed_at=NOW)
+    assert a.content.startswith(b"type: account\nauthority-id: test-root\nsignatory-id: other\n")
+    assert a.headers["signatory-id"] == "other"
+    assert asserts.decode(a.to_bytes()).headers == a.headers
+
+
+def test_signatory_id_equal_to_authority_id_is_not_written() -> None:
+    same = {"signatory-id": "test-root"}
+    a = asserts.sign("account", _account_headers(**same), ROOT, signed_at=NOW)
+    assert b"signatory-id" not in a.content
+    assert "signatory-id" not in a.headers  # the headers say what the bytes say
+    plain = asserts.sign("account", _account_headers(), ROOT, signed_at=NOW)
+    assert a.content == plain.content
+
+
+def test_empty_signatory_id_is_refused_when_signing() -> None:
+    with pytest.raises(asserts.SigningError) as caught:
+        asserts.sign("account", _account_headers(**{"signatory-id": ""}), ROOT, signed_at=NOW)
+    assert str(caught.value) == '"signatory-id" header should not be empty'
+
+
+def test_empty_lists_and_maps_are_left_out_at_any_depth() -> None:
+    extra = {"x": ["a", [], {}], "y": {"k": "v", "e": []}, "z": []}
+    a = asserts.sign("account", _account_headers(**extra), ROOT, signed_at=NOW)
+    assert b"\nx:\n  - a\ny:\n  k: v\n" in a.content
+    assert _plain(a.headers["x"]) == ["a"]
+    assert _plain(a.headers["y"]) == {"k": "v"}
+    assert "z" not in a.headers
+    assert asserts.decode(a.to_bytes()).headers == a.headers
+
+
+@pytest.mark.parametrize("value", [[[]], [[], {}], {"a": {}}, {"a": [[]]}, ["a", [[]]]])
+def test_lists_and_maps_of_only_empty_ones_are_refused(value: object) -> None:
+    # snapd writes "x:" with nothing under it here, which no decoder accepts
+    with pytest.raises(asserts.SigningError) as caught:
+        asserts.sign("account", _account_headers(x=value), ROOT, signed_at=NOW)
+    assert str(caught.value) == (
+        'header "x": a list or map holding only empty lists or maps has no encoding'
+    )
+
+
+def test_checks_see_the_empty_values_snapds_checks_see() -> None:
+    # snapd's assembler runs on the headers it was given, empty list included
+    headers = {
+        "authority-id": "test-root",
+        "series": "16",
+        "snap-id": "snapidsnapidsnapidsnapidsnapid01",
+        "snap-name": "first",
+        "publisher-id": "test-brand",
+        "revision-authority": [],
+        "timestamp": SINCE,
+    }
+    with pytest.raises(asserts.SigningError) as caught:
+        asserts.sign("snap-declaration", headers, ROOT, signed_at=NOW)
+    assert str(caught.value) == (
+        "assertion snap-declaration: revision-authority stanza cannot be empty"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("Bad Name", 'invalid header name: "Bad Name"'), ("x--y", 'invalid header name: "x--y"')],
+)
+def test_invalid_header_names_are_refused_when_signing(name: str, message: str) -> None:
+    with pytest.raises(asserts.SigningError) as caught:
+        asserts.sign("account", {**_account_headers(), name: "v"}, ROOT, signed_at=NOW)
+    assert str(caught.value) == message
 
 
 # -- properties ---------------------------------------------------------------------------

@@ -235,15 +235,6 @@ def test_primary_key_clashing_with_the_trusted_set() -> None:
         db.add(CHAIN.root_account_key)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: the trusted-clash message prints the primary key as a Python list "
-        "(\"['test-root']\"); snapd formats it with %v: "
-        '\'cannot add "account" assertion with primary key clashing with a trusted '
-        "assertion: [test-root]'"
-    ),
-)
 def test_trusted_clash_message_matches_snapd() -> None:
     error = add_error(database(), account("test-root", revision=1))
     assert str(error) == (
@@ -369,14 +360,6 @@ def test_expired_signing_key(later: datetime, ok: bool) -> None:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: the expired-key message stops after the authority; snapd 2.57.6 appends the reason "
-        "(database.go timeMismatchMsg): '...: current time is <now> but key is valid from <since>' "
-        "or '... valid during [<since>, <until>)' (database_test.go TestCheckExpiredPubKey*)"
-    ),
-)
 @pytest.mark.parametrize("until", [None, UNTIL], ids=["no until", "until"])
 def test_expired_key_message_matches_snapd(until: datetime | None) -> None:
     clock = Clock(NOW)
@@ -538,14 +521,6 @@ def test_serial_by_another_authority_without_the_model() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: serial-authority message differs from snapd's literal text, which has a doubled "
-        "'to': '... without model assertion with serial-authority set to to allow for them' "
-        "(serial_asserts.go:76, serial_asserts_test.go TestSerialCheck)"
-    ),
-)
 def test_serial_authority_message_matches_snapd() -> None:
     db = vault_db()
     s = serial(authority="test-vault", key=VAULT, model_name="missing")

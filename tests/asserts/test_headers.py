@@ -285,27 +285,16 @@ PARSE_ERRORS: list[tuple[str, str, str, str | None]] = [
     ("repeated map entry", "foo:\n  a: a\n  a: b", 'repeated map entry: "a"', None),
 ]
 
-# Go quotes the offending line with %q (double quotes); the library uses Python's repr.
-_REPR_QUOTING = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: _headers._parse_text quotes the unexpected line with repr() (single quotes); "
-        "snapd's parseMultilineText uses %q, e.g. "
-        '\'expected 4 chars nesting prefix after multiline introduction "bar:": "baz: x"\''
-    ),
-)
 PARSE_ERRORS_GO_QUOTED = [
     pytest.param(
         "foo: a\nbar:\nbaz: x",
         'expected 4 chars nesting prefix after multiline introduction "bar:": "baz: x"',
         id="multiline introduction followed by a header",
-        marks=_REPR_QUOTING,
     ),
     pytest.param(
         "foo:\n - x\n  - y\n  - z\nbar: baz",
         'expected 4 chars nesting prefix after multiline introduction "foo:": " - x"',
         id="list indented by one space",
-        marks=_REPR_QUOTING,
     ),
 ]
 
@@ -387,14 +376,6 @@ def test_freeze_refuses(value: object, message: str) -> None:
     assert caught.value.header == "x"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: _headers.freeze leaves out the offending value; snapd's checkHeaders says "
-        '\'header "revision": header values must be strings or nested lists or maps with strings '
-        "as the only scalars: 5' (asserts_test.go TestSignFormatSanity...)"
-    ),
-)
 def test_freeze_names_the_offending_scalar_like_snapd() -> None:
     with pytest.raises(asserts.DecodeError) as caught:
         _headers.freeze(5, "revision")

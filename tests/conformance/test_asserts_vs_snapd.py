@@ -45,9 +45,7 @@ class Statement:
 
 
 def _pem(name: FixedKeyName) -> bytes:
-    return (
-        resources.files("iotstore.asserts.testing").joinpath("keys", f"{name}.pem").read_bytes()
-    )
+    return resources.files("iotstore.asserts.testing").joinpath("keys", f"{name}.pem").read_bytes()
 
 
 def statements(chain: Chain) -> list[Statement]:
@@ -136,8 +134,7 @@ def statements(chain: Chain) -> list[Statement]:
         Statement(
             "model-uc22-secured",
             "model",
-            {**model, "model": "gw-secured", "base": "core22", "grade": "secured",
-             "snaps": snaps},
+            {**model, "model": "gw-secured", "base": "core22", "grade": "secured", "snaps": snaps},
             "brand",
         ),
         Statement(
@@ -352,9 +349,7 @@ def _tamper(data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("index", range(len(statements(mint_chain()))))
-def test_snapd_refuses_each_tampered_copy(
-    snapdcheck: SnapdCheck, chain: Chain, index: int
-) -> None:
+def test_snapd_refuses_each_tampered_copy(snapdcheck: SnapdCheck, chain: Chain, index: int) -> None:
     signed = _ours(chain)
     target = signed[index]
     tampered = _tamper(target.to_bytes())

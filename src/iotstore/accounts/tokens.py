@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pymacaroons import Macaroon, Verifier
-from pymacaroons.exceptions import MacaroonException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,7 @@ _STORES = "iotstore-stores = "
 _PERMISSIONS = "iotstore-permissions = "
 _EXPIRES = "iotstore-expires = "
 MAX_TOKEN_LENGTH = 8192
+_TOKEN_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,14 @@ class TokenService:
             token_id = macaroon.identifier
             if isinstance(token_id, bytes):
                 token_id = token_id.decode("ascii")
-        except (MacaroonException, ValueError, TypeError, UnicodeError) as e:
+        except Exception as e:
+            # pymacaroons reads untrusted bytes and fails with whatever its parser hits
+            # (IndexError, struct.error, even bare Exception): all of it is a malformed token
             raise BadCredentials("malformed token") from e
-        token = self._session.get(ApiToken, token_id) if len(token_id) == 32 else None
+        # ids are issued as 32 hex digits; anything else is unknown without asking the
+        # database (which may refuse odd characters such as NUL)
+        known_shape = _TOKEN_ID_RE.fullmatch(token_id) is not None
+        token = self._session.get(ApiToken, token_id) if known_shape else None
         if token is None:
             raise BadCredentials("unknown token")
         stores: list[frozenset[str]] = []
@@ -148,7 +154,7 @@ class TokenService:
         verifier.satisfy_general(satisfy)
         try:
             verifier.verify(macaroon, self._root_key(token.id))
-        except (MacaroonException, ValueError, TypeError, UnicodeError) as e:
+        except Exception as e:  # untrusted input to pymacaroons, as above
             raise BadCredentials("token signature or caveats do not verify") from e
         if token.revoked_at is not None:
             raise BadCredentials("token has been revoked")

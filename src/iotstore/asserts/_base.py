@@ -111,6 +111,16 @@ class Assertion:
         del headers, body
         return {}
 
+    @classmethod
+    def suggest_format(cls, headers: _checks.M) -> int:
+        """The lowest format covering the features ``headers`` use (snapd's SuggestFormat).
+
+        The signer refuses a lower ``format``. Families with features added
+        in later formats override this; raise DecodeError for malformed input.
+        """
+        del headers
+        return 0
+
     # -- common accessors -----------------------------------------------------
 
     @property
@@ -213,16 +223,27 @@ _REGISTRY: dict[str, type[Assertion]] = {}
 _A = TypeVar("_A", bound=type[Assertion])
 
 
+def _short_repr(cls: _A) -> _A:
+    """Give an assertion class the short ``<Type ref rev N>`` repr.
+
+    dataclass() writes a field-by-field repr per subclass; bodies and
+    signatures make that unreadable in logs, so every class shares the short one.
+    """
+    cls.__repr__ = Assertion.__repr__  # type: ignore[method-assign]
+    return cls
+
+
 def register(cls: _A) -> _A:
     """Class decorator adding a family class to the type registry."""
     t = cls.TYPE
     if t.name in _REGISTRY:
         raise RuntimeError(f"assertion type {q(t.name)} registered twice")
     _REGISTRY[t.name] = cls
-    # dataclass() writes a field-by-field repr per subclass; bodies and
-    # signatures make that unreadable in logs, so every family shares the short one.
-    cls.__repr__ = Assertion.__repr__  # type: ignore[method-assign]
-    return cls
+    return _short_repr(cls)
+
+
+# Unknown types are decoded into GenericAssertion but are not a registered type.
+_short_repr(GenericAssertion)
 
 
 def lookup_type(name: str) -> type[Assertion] | None:

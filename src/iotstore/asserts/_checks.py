@@ -10,26 +10,67 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
+from . import _golang
 from ._headers import HeaderValue
-from ._quote import q
+from ._names import NameRule
+from ._quote import go_v, q
 from .errors import DecodeError
 
 M = Mapping[str, HeaderValue]
 
+
+class Matcher(Protocol):
+    """What a string check needs of a pattern: ``re.Pattern`` or a :class:`NameRule`."""
+
+    def fullmatch(self, string: str, /) -> object:
+        """Truthy when ``string`` is accepted as a whole."""
+        ...
+
+
 ACCOUNT_ID_RE = re.compile(r"(?:[a-z0-9A-Z]{32}|[-a-z0-9]{2,28})")
-MODEL_NAME_RE = re.compile(r"[a-zA-Z0-9](?:-?[a-zA-Z0-9])*")
 SNAP_ID_RE = re.compile(r"[a-z0-9A-Z]{32}")
-SNAP_NAME_RE = re.compile(r"(?:[a-z0-9]+-?)*[a-z](?:-?[a-z0-9])*")
-PROVENANCE_RE = re.compile(r"[a-zA-Z0-9](?:-?[a-zA-Z0-9])*")
-KEY_NAME_RE = re.compile(r"(?:[a-z0-9]+-?)*[a-z](?:-?[a-z0-9])*")
-_INT_RE = re.compile(r"[+-]?[0-9]+")
-_RFC3339_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})"
+# snapd's naming regexps with nested quantifiers ("(?:[a-z0-9]+-?)*...") are
+# exponential in Python's backtracking re; see NameRule.
+MODEL_NAME_RE = NameRule("[a-zA-Z0-9](?:-?[a-zA-Z0-9])*", r"[a-zA-Z0-9][-a-zA-Z0-9]*")
+PROVENANCE_RE = NameRule("[a-zA-Z0-9](?:-?[a-zA-Z0-9])*", r"[a-zA-Z0-9][-a-zA-Z0-9]*")
+SNAP_NAME_RE = NameRule(
+    "(?:[a-z0-9]+-?)*[a-z](?:-?[a-z0-9])*", r"[a-z0-9][-a-z0-9]*", needs=re.compile("[a-z]")
 )
-_INT64_MAX = 2**63 - 1
+KEY_NAME_RE = NameRule(
+    "(?:[a-z0-9]+-?)*[a-z](?:-?[a-z0-9])*", r"[a-z0-9][-a-z0-9]*", needs=re.compile("[a-z]")
+)
+# The strict, common form of RFC 3339; anything else goes through the Go port.
+_RFC3339_FAST = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+_DIGEST_RE = re.compile(r"[A-Za-z0-9_-]*")
 _UINT64_MAX = 2**64 - 1
+
+
+class within:  # noqa: N801 - used like a function: ``with within("snaps"):``
+    """Errors from checks inside a header's nested maps name that top-level header.
+
+    The nested checks name the map key they looked at (``id``, ``name``); the
+    key is in the message already, and ``DecodeError.header`` is documented to
+    name a header of the assertion. (A class, not @contextmanager: it is
+    entered while decoding every assertion.)
+    """
+
+    __slots__ = ("_header",)
+
+    def __init__(self, header: str) -> None:
+        self._header = header
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        if isinstance(error, DecodeError):
+            error.header = self._header
 
 
 def _q(name: str, what: str) -> str:
@@ -64,7 +105,7 @@ def optional_string(m: M, name: str, what: str = "header") -> str | None:
     return value
 
 
-def string_matches(m: M, name: str, pattern: re.Pattern[str], what: str = "header") -> str:
+def string_matches(m: M, name: str, pattern: Matcher, what: str = "header") -> str:
     """A non-empty string entry matching ``pattern`` in full."""
     value = not_empty_string(m, name, what)
     if not pattern.fullmatch(value):
@@ -81,12 +122,12 @@ def primary_key(m: M, name: str) -> str:
 
 
 def parse_int(value: str, name: str, what: str = "header") -> int:
-    """Decimal integer as Go's ``strconv.Atoi`` reads it, minus leading zeros."""
-    if not _INT_RE.fullmatch(value):
-        raise DecodeError(f"{_q(name, what)} is not an integer: {value}", name)
-    number = int(value)
-    if abs(number) > _INT64_MAX:
-        raise DecodeError(f"{_q(name, what)} is out of range: {value}", name)
+    """A decimal integer as snapd's atoi reads it: strconv.Atoi, then no leading zeros."""
+    try:
+        number = _golang.atoi(value)
+    except _golang.AtoiError as e:
+        reason = "is out of range" if e.out_of_range else "is not an integer"
+        raise DecodeError(f"{_q(name, what)} {reason}: {value}", name) from e
     if value.startswith("0") and value != "0":
         raise DecodeError(f"{_q(name, what)} has invalid prefix zeros: {value}", name)
     return number
@@ -98,7 +139,8 @@ def int_with_default(m: M, name: str, default: int) -> int:
         return default
     value = m[name]
     if not isinstance(value, str):
-        raise DecodeError(f'"{name}" header is not an integer: {q(value)}', name)
+        # snapd prints the offending list or map with %v: "[1]", "map[a:b]"
+        raise DecodeError(f'"{name}" header is not an integer: {go_v(value)}', name)
     return parse_int(value, name)
 
 
@@ -129,27 +171,42 @@ def uint64(m: M, name: str) -> int:
 
 
 def parse_time(value: str, name: str, what: str = "header") -> datetime:
-    """RFC 3339 as Go's ``time.RFC3339`` layout accepts it; returned in UTC."""
-    match = _RFC3339_RE.fullmatch(value)
-    if not match:
-        raise DecodeError(f"{_q(name, what)} is not a RFC3339 date: {q(value)}", name)
+    """``time.Parse(time.RFC3339, value)`` as snapd (Go 1.19) runs it; returned in UTC."""
+    match = _RFC3339_FAST.fullmatch(value)
+    if match is not None:
+        when = _fast_time(match)
+        if when is not None:
+            return when
+    try:
+        return _golang.parse_rfc3339(value)
+    except _golang.GoError as e:
+        raise DecodeError(f"{_q(name, what)} is not a RFC3339 date: {e}", name) from e
+
+
+def _fast_time(match: re.Match[str]) -> datetime | None:
+    """The well-formed case without the Go port's byte walk; None to let the port decide."""
     year, month, day, hour, minute, second, frac, zone = match.groups()
     try:
-        micro = int((frac[1:] + "000000")[:6]) if frac else 0
-        if zone == "Z":
-            tz: timezone = UTC
-        else:
-            zh, zm = int(zone[1:3]), int(zone[4:6])
-            if zh > 23 or zm > 59:
-                raise ValueError("zone out of range")
-            offset = timedelta(hours=zh, minutes=zm)
-            tz = timezone(-offset if zone[0] == "-" else offset)
         when = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int(frac[:6].ljust(6, "0")) if frac else 0,
+            UTC,
         )
-    except ValueError as e:
-        raise DecodeError(f"{_q(name, what)} is not a RFC3339 date: {q(value)}", name) from e
-    return when.astimezone(UTC)
+    except ValueError:
+        return None  # out of range: the port words the error
+    if zone != "Z":
+        # Go 1.19 takes any two-digit offset, even beyond 24 hours
+        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        try:
+            when = when - offset if zone[0] == "+" else when + offset
+        except OverflowError:
+            return None
+    return when
 
 
 def rfc3339(m: M, name: str, what: str = "header") -> datetime:
@@ -171,7 +228,7 @@ def format_time(when: datetime) -> str:
 def digest(m: M, name: str) -> bytes:
     """A mandatory SHA3-384 digest header, base64url without padding."""
     value = not_empty_string(m, name)
-    if len(value) % 4 == 1 or not re.fullmatch(r"[A-Za-z0-9_-]*", value):
+    if len(value) % 4 == 1 or not _DIGEST_RE.fullmatch(value):
         raise DecodeError(f'"{name}" header cannot be decoded: illegal base64 data', name)
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
@@ -195,7 +252,7 @@ def optional_bool(m: M, name: str) -> bool:
 
 
 def string_list(
-    m: M, name: str, pattern: re.Pattern[str] | None = None, what: str | None = None
+    m: M, name: str, pattern: Matcher | None = None, what: str | None = None
 ) -> tuple[str, ...]:
     """An optional list of strings (absent: empty), each matching ``pattern`` if given."""
     label = what or f'"{name}" header'

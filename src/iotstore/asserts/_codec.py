@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from . import _checks, _headers, _openpgp
-from ._base import Assertion, GenericAssertion, lookup_type
+from ._base import Assertion, AssertionType, GenericAssertion, lookup_type
 from ._headers import HeaderValue
 from ._quote import q
 from .errors import DecodeError, SignatureError, SigningError
@@ -32,6 +32,7 @@ MAX_HEADERS_SIZE = 128 * 1024
 MAX_BODY_SIZE = 2 * 1024 * 1024
 MAX_SIGNATURE_SIZE = 128 * 1024
 _NLNL = b"\n\n"
+_NLNL_Q = q("\n\n")  # snapd quotes the delimiter with %q
 _T = TypeVar("_T")
 _META = ("type", "format", "authority-id", "revision", "body-length", "sign-key-sha3-384")
 
@@ -67,11 +68,9 @@ def _assemble(
     t = cls.TYPE
     if cls is not GenericAssertion:
         if t.no_authority:
-            for name in ("authority-id", "signatory-id"):
-                if name in headers:
-                    raise DecodeError(f'"{type_name}" assertion cannot have {name} set', name)
+            _check_no_authority(type_name, headers)
         else:
-            _prefixed(lambda: _checks.not_empty_string(headers, "authority-id"))
+            _prefixed(lambda: _check_authority(headers))
     format_ = _prefixed(lambda: _checks.iteration(headers, "format"))
     for name in t.primary_key:
         if name not in headers and name in t.optional_primary_key_defaults:
@@ -87,6 +86,20 @@ def _assemble(
         return cls.assemble(headers, body, content, signature, format_, revision)
     except DecodeError as e:
         raise DecodeError(f"assertion {type_name}: {e}", e.header) from e
+
+
+def _check_authority(headers: Mapping[str, HeaderValue]) -> None:
+    """snapd's checkAuthority: authority-id, and signatory-id when present, are non-empty."""
+    _checks.not_empty_string(headers, "authority-id")
+    if "signatory-id" in headers:
+        _checks.not_empty_string(headers, "signatory-id")
+
+
+def _check_no_authority(type_name: str, headers: Mapping[str, HeaderValue]) -> None:
+    """snapd's checkNoAuthority: self-signed types carry neither authority header."""
+    for name in ("authority-id", "signatory-id"):
+        if name in headers:
+            raise DecodeError(f"{q(type_name)} assertion cannot have {name} set", name)
 
 
 def _prefixed(check: Callable[[], _T]) -> _T:
@@ -128,7 +141,7 @@ def _read_until(data: bytes, pos: int, limit: int, what: str) -> tuple[bytes, in
     if idx != -1:
         return data[pos : idx + 2], idx + 2, True
     if len(data) - pos > limit:
-        raise DecodeError(f"{what}: maximum size exceeded while looking for delimiter '\\n\\n'")
+        raise DecodeError(f"{what}: maximum size exceeded while looking for delimiter {_NLNL_Q}")
     return data[pos:], len(data), False
 
 
@@ -166,7 +179,11 @@ def decode_stream(data: bytes) -> Iterator[Assertion]:
             signature, pos, _ = _read_until(
                 data, pos, MAX_SIGNATURE_SIZE, "error reading assertion signature"
             )
-            content = head_and_sep + body if length > 0 else head
+            # As snapd's Decoder: the separator after the headers stays in the
+            # content even with no body, so an extra blank line before the
+            # signature is kept (and the signature will not verify), exactly
+            # as decode() splits the same bytes.
+            content = head_and_sep + body
         else:
             if length > 0:
                 raise DecodeError("missing content/signature separator")
@@ -204,38 +221,35 @@ def sign(
     ``headers`` may hold strings, lists and maps; ``type``, ``body-length`` and
     ``sign-key-sha3-384`` are filled in. Raises :class:`SigningError` when the
     headers do not make a valid assertion of ``type_name``; nothing is signed
-    then.
+    then. The steps and their order follow snapd's ``assembleAndSign``; where
+    snapd would write bytes that do not decode back to the same headers, this
+    refuses instead (see :func:`_headers.normalize`).
     """
     cls = lookup_type(type_name)
     if cls is None:
         raise SigningError(f"unknown assertion type: {q(type_name)}")
     t = cls.TYPE
+    given_type = headers.get("type", type_name)
+    if given_type != type_name:
+        raise SigningError(f"header type {q(given_type)} does not match {q(type_name)}")
+    final = _signing_headers(headers)
     raw_body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     try:
         raw_body.decode("utf-8")
     except UnicodeDecodeError as e:
         raise SigningError("assertion body is not utf8") from e
-    given_type = headers.get("type", type_name)
-    if given_type != type_name:
-        raise SigningError(f"header type {q(given_type)} does not match {q(type_name)}")
-    final: dict[str, HeaderValue] = {}
+    final["type"] = type_name
+    final["sign-key-sha3-384"] = key.public_key.id
+    if raw_body:
+        final["body-length"] = str(len(raw_body))
+    else:
+        final.pop("body-length", None)
     try:
-        for name, value in headers.items():
-            final[name] = _headers.freeze(value, name)
-        final["type"] = type_name
-        final["sign-key-sha3-384"] = key.public_key.id
-        if raw_body:
-            final["body-length"] = str(len(raw_body))
-        else:
-            final.pop("body-length", None)
         if t.no_authority:
-            for name in ("authority-id", "signatory-id"):
-                if name in final:
-                    raise SigningError(f'"{type_name}" assertion cannot have {name} set')
+            _check_no_authority(type_name, final)
         else:
-            _checks.not_empty_string(final, "authority-id")
+            _check_authority(final)
         format_ = _checks.iteration(final, "format")
-        revision = _checks.iteration(final, "revision")
     except DecodeError as e:
         raise SigningError(str(e)) from e
     if format_ > t.max_format:
@@ -243,48 +257,39 @@ def sign(
             f"cannot sign {q(type_name)} assertion with format {format_} higher than "
             f"max supported format {t.max_format}"
         )
+    try:
+        suggested = cls.suggest_format(final)
+    except DecodeError as e:
+        raise SigningError(f"assertion {type_name}: {e}") from e
+    if suggested > format_:
+        raise SigningError(
+            f"cannot sign {q(type_name)} assertion with format set to {format_} lower than "
+            f"min format {suggested} covering included features"
+        )
+    try:
+        revision = _checks.iteration(final, "revision")
+    except DecodeError as e:
+        raise SigningError(str(e)) from e
     if format_ == 0:
         final.pop("format", None)
     if revision == 0:
         final.pop("revision", None)
+    if "signatory-id" in final and final["signatory-id"] == final["authority-id"]:
+        # snapd writes signatory-id only when it differs from authority-id
+        del final["signatory-id"]
 
-    out: list[str] = [f"type: {type_name}"]
-    written = set(_META) | {"signatory-id"}
-    for name in ("format", "authority-id", "revision"):
-        if name in final:
-            _headers.write_entry(out, f"{name}:", final[name], 0)
-    for name in t.primary_key:
-        default = t.optional_primary_key_defaults.get(name)
-        if name not in final and default is not None:
-            # snapd fills the default in and writes it among the sorted headers
-            final[name] = default
-            continue
-        try:
-            value = _checks.primary_key(final, name)
-        except DecodeError as e:
-            raise SigningError(str(e)) from e
-        if value != default:
-            _headers.write_entry(out, f"{name}:", final[name], 0)
-        written.add(name)
-    for name in sorted(n for n in final if n not in written):
-        _headers.write_entry(out, f"{name}:", final[name], 0)
-    if raw_body:
-        _headers.write_entry(out, "body-length:", final["body-length"], 0)
-    _headers.write_entry(out, "sign-key-sha3-384:", final["sign-key-sha3-384"], 0)
-    content = "".join(out).encode("utf-8")
-    if raw_body:
-        content += _NLNL + raw_body
+    written = _written(final)
+    content = _write_content(t, final, written, raw_body)
     if len(content) > MAX_HEADERS_SIZE + MAX_BODY_SIZE:
         raise SigningError("assertion exceeds the maximum assertion size")
-
-    parsed = dict(final)
-    for name, value in list(parsed.items()):
-        if _headers.is_empty(value):
-            del parsed[name]  # has no encoding; a decoder will not see it either
     # Run every family check before spending a signature (HSM calls are slow);
     # the checked assertion then only needs its signature filled in.
     try:
-        unsigned = _assemble(dict(parsed), raw_body, content, b"-")
+        if len(written) != len(final) or any(written[n] is not final[n] for n in written):
+            # snapd's checks see the empty lists and maps its writer leaves
+            # out (an empty "revision-authority" is refused, for one)
+            _assemble(dict(final), raw_body, content, b"-")
+        unsigned = _assemble(written, raw_body, content, b"-")
     except DecodeError as e:
         raise SigningError(str(e)) from e
     created = int(signed_at.timestamp() if signed_at else time.time())
@@ -292,6 +297,72 @@ def sign(
     packet = _openpgp.signature_packet(prefix, digest, key.sign_digest(digest))
     signature = (_openpgp.encode_v1(packet) + "\n").encode("ascii")
     return dataclasses.replace(unsigned, signature=signature)
+
+
+def _signing_headers(headers: Mapping[str, object]) -> dict[str, HeaderValue]:
+    """snapd's checkHeaders, plus the name check its parser would make of the output."""
+    final: dict[str, HeaderValue] = {}
+    try:
+        for name, value in headers.items():
+            if not isinstance(name, str) or not _headers.is_valid_name(name):
+                raise DecodeError(f"invalid header name: {q(name)}")
+            final[name] = _headers.freeze(value, name)
+    except DecodeError as e:
+        raise SigningError(str(e)) from e
+    return final
+
+
+def _written(final: dict[str, HeaderValue]) -> dict[str, HeaderValue]:
+    """The headers as their bytes will decode: empty lists and maps left out."""
+    written: dict[str, HeaderValue] = {}
+    try:
+        for name, value in final.items():
+            kept = value if isinstance(value, str) else _headers.normalize(value, name)
+            if kept is not None:
+                written[name] = kept
+    except DecodeError as e:
+        raise SigningError(str(e)) from e
+    return written
+
+
+def _write_content(
+    t: AssertionType,
+    final: dict[str, HeaderValue],
+    written: dict[str, HeaderValue],
+    raw_body: bytes,
+) -> bytes:
+    """The signed content in snapd's header order (spec section 1.3).
+
+    Checks run on ``final`` (what snapd checks), values come from ``written``;
+    a header left out entirely is simply not written.
+    """
+    out: list[str] = [f"type: {t.name}"]
+    done = set(_META) | {"signatory-id"}
+    for name in ("format", "authority-id", "signatory-id", "revision"):
+        if name in written:
+            _headers.write_entry(out, f"{name}:", written[name], 0)
+    for name in t.primary_key:
+        default = t.optional_primary_key_defaults.get(name)
+        if name not in final and default is not None:
+            # snapd fills the default in and writes it among the sorted headers
+            final[name] = written[name] = default
+            continue
+        try:
+            value = _checks.primary_key(final, name)
+        except DecodeError as e:
+            raise SigningError(str(e)) from e
+        if value != default:
+            _headers.write_entry(out, f"{name}:", value, 0)
+        done.add(name)
+    for name in sorted(n for n in written if n not in done):
+        _headers.write_entry(out, f"{name}:", written[name], 0)
+    if raw_body:
+        _headers.write_entry(out, "body-length:", written["body-length"], 0)
+    _headers.write_entry(out, "sign-key-sha3-384:", written["sign-key-sha3-384"], 0)
+    content = "".join(out).encode("utf-8")
+    if raw_body:
+        content += _NLNL + raw_body
+    return content
 
 
 def verify_signature(assertion: Assertion, key: PublicKey) -> None:

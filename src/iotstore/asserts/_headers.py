@@ -3,17 +3,17 @@
 Values are strings, lists or maps nested to any depth. Lists and maps are
 introduced by ``NAME:`` at the end of a line and indented two spaces per
 level; multi-line strings are indented four. An empty list or map has no
-encoding and is left out when writing.
+encoding and is left out when writing (see :func:`normalize`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TypeAlias
 
-from ._quote import q
+from ._names import NameRule
+from ._quote import go_v, q
 from .errors import DecodeError
 
 HeaderValue: TypeAlias = "str | tuple[HeaderValue, ...] | Mapping[str, HeaderValue]"
@@ -24,10 +24,26 @@ InputValue: TypeAlias = "str | Sequence[InputValue] | Mapping[str, InputValue]"
 
 Headers: TypeAlias = Mapping[str, HeaderValue]
 
-NAME_RE = re.compile(r"[a-z](?:-?[a-z0-9])*")
 _COMMON = "  "
 _MULTI = "    "
 _LIST = "  -"
+# snapd's headerNameValidity, for header names and map keys
+NAME_RE = NameRule("[a-z](?:-?[a-z0-9])*", "[a-z][-a-z0-9]*")
+# Names already found valid: every assertion repeats the same few dozen. The
+# cap keeps input made of ever-new names from growing it without bound.
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_CAP = 4096
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` is a valid header name or map key (snapd's headerNameValidity)."""
+    if name in _VALID_NAMES:
+        return True
+    if not NAME_RE.fullmatch(name):
+        return False
+    if len(_VALID_NAMES) < _VALID_NAMES_CAP:
+        _VALID_NAMES.add(name)
+    return True
 
 
 def parse(head: str) -> dict[str, HeaderValue]:
@@ -41,7 +57,7 @@ def parse(head: str) -> dict[str, HeaderValue]:
         if colon == -1:
             raise DecodeError(f"header entry missing ':' separator: {q(entry)}")
         name = entry[:colon]
-        if not NAME_RE.fullmatch(name):
+        if not is_valid_name(name):
             raise DecodeError(f"invalid header name: {q(name)}")
         value, i = _parse_entry(colon + 1, i, lines, 0)
         if name in headers:
@@ -77,7 +93,7 @@ def _parse_text(first: int, lines: list[str], indent: int) -> tuple[str, int]:
     while j < len(lines) and lines[j].startswith(prefix):
         j += 1
     if j == first:
-        cur = "EOF" if first == len(lines) else repr(lines[first])
+        cur = "EOF" if first == len(lines) else q(lines[first])
         raise DecodeError(
             f"expected {len(prefix)} chars nesting prefix after multiline introduction "
             f"{q(lines[first - 1])}: {cur}"
@@ -105,7 +121,7 @@ def _parse_map(first: int, lines: list[str], indent: int) -> tuple[Mapping[str, 
         if colon == -1:
             raise DecodeError(f"map entry missing ':' separator: {q(entry)}")
         key = entry[:colon]
-        if not NAME_RE.fullmatch(key):
+        if not is_valid_name(key):
             raise DecodeError(f"invalid map entry key: {q(key)}")
         value, j = _parse_entry(len(prefix) + colon + 1, j, lines, len(prefix))
         if key in result:
@@ -117,24 +133,58 @@ def _parse_map(first: int, lines: list[str], indent: int) -> tuple[Mapping[str, 
 def freeze(value: object, where: str) -> HeaderValue:
     """Check an input value's shape and return it frozen (tuples and read-only maps).
 
-    Empty lists and maps are kept here; the writer leaves them out.
+    Empty lists and maps are kept here, as snapd's signer keeps them for its
+    checks; :func:`normalize` drops them as the writer does.
     """
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping):
         frozen: dict[str, HeaderValue] = {}
         for k, v in value.items():
-            if not isinstance(k, str) or not NAME_RE.fullmatch(k):
+            if not isinstance(k, str) or not is_valid_name(k):
                 raise DecodeError(f"header {q(where)}: invalid map entry key: {q(k)}", where)
             frozen[k] = freeze(v, where)
         return MappingProxyType(frozen)
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         return tuple(freeze(v, where) for v in value)
-    raise DecodeError(
+    message = (
         f"header {q(where)}: header values must be strings or nested lists or maps "
-        "with strings as the only scalars",
-        where,
+        "with strings as the only scalars"
     )
+    if isinstance(value, int | float):  # bool is an int: Go prints all three with %v
+        message += f": {go_v(value)}"
+    raise DecodeError(message, where)
+
+
+def normalize(value: HeaderValue, where: str) -> HeaderValue | None:
+    """``value`` as it will read back once written: empty lists and maps left out.
+
+    Returns None when the whole value is left out (an empty list or map).
+    snapd's writer omits an empty list or map wherever it is, but still writes
+    the introduction of a list or map whose every member is left out, which no
+    parser accepts; such a value is refused here (DecodeError naming ``where``).
+    """
+    if isinstance(value, str):
+        return value
+    if not value:
+        return None
+    result: HeaderValue
+    if isinstance(value, Mapping):
+        pairs = [(k, v if isinstance(v, str) else normalize(v, where)) for k, v in value.items()]
+        if all(n is value[k] for k, n in pairs):
+            return value  # nothing left out: keep the very same object
+        result = MappingProxyType({k: n for k, n in pairs if n is not None})
+    else:
+        items = [v if isinstance(v, str) else normalize(v, where) for v in value]
+        if all(n is v for n, v in zip(items, value, strict=True)):
+            return value
+        result = tuple(n for n in items if n is not None)
+    if not result:
+        raise DecodeError(
+            f"header {q(where)}: a list or map holding only empty lists or maps has no encoding",
+            where,
+        )
+    return result
 
 
 def write_entry(out: list[str], intro: str, value: HeaderValue, indent: int) -> None:
@@ -166,8 +216,3 @@ def write_entry(out: list[str], intro: str, value: HeaderValue, indent: int) -> 
         prefix = " " * indent + _LIST
         for item in value:
             write_entry(out, prefix, item, indent + len(_LIST) - 1)
-
-
-def is_empty(value: HeaderValue) -> bool:
-    """True for the empty list or map, which have no encoding."""
-    return not isinstance(value, str) and not value

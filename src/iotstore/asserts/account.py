@@ -47,14 +47,17 @@ class Account(Assertion):
 
     @classmethod
     def _fields_from_headers(cls, headers: _checks.M, body: bytes) -> dict[str, object]:
+        # in snapd's order (assembleAccount), which decides the message when several fail
+        display_name = _checks.not_empty_string(headers, "display-name")
         validation = _checks.not_empty_string(headers, "validation")
+        signed_on = _checks.rfc3339(headers, "timestamp")
         return {
             "account_id": _checks.not_empty_string(headers, "account-id"),
-            "display_name": _checks.not_empty_string(headers, "display-name"),
+            "display_name": display_name,
             # snapd reads the legacy "certified" as "verified"
             "validation": "verified" if validation == "certified" else validation,
             "username": _checks.optional_string(headers, "username"),
-            "signed_on": _checks.rfc3339(headers, "timestamp"),
+            "signed_on": signed_on,
         }
 
     @property

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from ._base import Assertion, GenericAssertion
+from ._checks import format_time
 from ._codec import verify_signature
-from ._quote import q
+from ._quote import go_v, q
 from .account import AccountKey
 from .errors import CheckError, NotFoundError, RevisionError, SignatureError, UnsupportedFormatError
 
@@ -194,7 +195,7 @@ class Database:
             if not signing_key.validity.contains(now):
                 raise CheckError(
                     f"assertion is signed with expired public key {q(signing_key.key_id)} "
-                    f"from {q(assertion.authority_id)}"
+                    f"from {q(assertion.authority_id)}: {_time_mismatch(now, signing_key)}"
                 )
             verify_signature(assertion, signing_key.public_key)
             when = assertion.timestamp
@@ -214,7 +215,7 @@ class Database:
         if (assertion.type_name, assertion.primary_key) in self._trusted:
             raise CheckError(
                 f"cannot add {q(assertion.type_name)} assertion with primary key clashing with a "
-                f"trusted assertion: {list(assertion.primary_key)}"
+                f"trusted assertion: {go_v(assertion.primary_key)}"
             )
         self._store.put(assertion)
 
@@ -242,6 +243,19 @@ class Database:
                     retry.append(a)
             pending = retry
         return errors
+
+
+def _time_mismatch(now: datetime, key: AccountKey) -> str:
+    """snapd's timeMismatchMsg for a single current time (no earliest/latest range).
+
+    Times are printed in UTC with Go's RFC 3339 layout, which is what snapd
+    prints for keys and clocks in UTC.
+    """
+    reason = f"current time is {format_time(now)}"
+    since = format_time(key.validity.since)
+    if key.validity.until is not None:
+        return f"{reason} but key is valid during [{since}, {format_time(key.validity.until)})"
+    return f"{reason} but key is valid from {since}"
 
 
 def _outside_validity(assertion: Assertion, when: datetime, key: AccountKey) -> str:

@@ -9,13 +9,13 @@ from typing import ClassVar
 
 from . import _checks
 from ._base import Assertion, AssertionType, register
+from ._headers import HeaderValue
 from ._quote import q
 from .errors import DecodeError
 from .serial import check_model_name
 
 __all__ = ["WELL_KNOWN_SNAP_IDS", "Model", "ModelSnap", "is_valid_snap_name"]
 
-_ALMOST_VALID_NAME = re.compile(r"[a-z0-9-]*[a-z][a-z0-9-]*")
 _SNAP_MODE_RE = re.compile(r"[a-z][-a-z]+")
 _DISTRIBUTION_RE = re.compile(r"[a-z0-9._-]*")
 SNAP_TYPES = ("app", "base", "gadget", "kernel", "core", "snapd")
@@ -37,13 +37,7 @@ WELL_KNOWN_SNAP_IDS = {
 
 def is_valid_snap_name(name: str) -> bool:
     """snapd's snap-name rule: 2-40 of [a-z0-9-], a letter, no edge or double hyphen."""
-    return (
-        2 <= len(name) <= 40
-        and bool(_ALMOST_VALID_NAME.fullmatch(name))
-        and not name.startswith("-")
-        and not name.endswith("-")
-        and "--" not in name
-    )
+    return 2 <= len(name) <= 40 and _checks.SNAP_NAME_RE.fullmatch(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,71 +58,112 @@ class ModelSnap:
         return self.modes == _ESSENTIAL_MODES
 
 
-def _check_default_channel(name: str, value: str) -> None:
+def _parse_channel_verbatim(value: str) -> tuple[str, str, str]:
+    """snapd's channel.ParseVerbatim: (track, risk, branch); raises ValueError with its text."""
+    if not value:
+        raise ValueError("channel name cannot be empty")
     parts = value.split("/")
     if len(parts) > 3:
-        raise DecodeError(
-            f"invalid default channel for snap {q(name)}: channel name has too many components",
-            "snaps",
-        )
+        raise ValueError(f"channel name has too many components: {value}")
+    track: str | None = None
+    risk: str | None = None
+    branch: str | None = None
     if len(parts) == 3:
         track, risk, branch = parts
     elif len(parts) == 2:
-        track, risk, branch = ("", parts[0], parts[1]) if parts[0] in RISKS else (*parts, "")
+        if parts[0] in RISKS:
+            risk, branch = parts
+        else:
+            track, risk = parts
+    elif parts[0] in RISKS:
+        risk = parts[0]
     else:
-        track, risk, branch = ("", parts[0], "") if parts[0] in RISKS else (parts[0], "", "")
-    if (risk or len(parts) > 1) and risk not in RISKS:
-        raise DecodeError(f"invalid default channel for snap {q(name)}: invalid risk", "snaps")
-    if len(parts) == 3 and not (track and branch):
-        raise DecodeError(f"invalid default channel for snap {q(name)}", "snaps")
+        track = parts[0]
+    if risk is not None and risk not in RISKS:
+        raise ValueError(f"invalid risk in channel name: {value}")
+    if track == "":
+        raise ValueError(f"invalid track in channel name: {value}")
+    if branch == "":
+        raise ValueError(f"invalid branch in channel name: {value}")
+    return track or "", risk or "", branch or ""
+
+
+def _check_default_channel(name: str, value: str) -> None:
+    try:
+        track, _, _ = _parse_channel_verbatim(value)
+    except ValueError as e:
+        raise DecodeError(f"invalid default channel for snap {q(name)}: {e}") from e
     if not track:
-        raise DecodeError(f"default channel for snap {q(name)} must specify a track", "snaps")
+        raise DecodeError(f"default channel for snap {q(name)} must specify a track")
 
 
 def _model_snap(entry: _checks.M, grade: str) -> ModelSnap:
+    """snapd's checkModelSnap (errors name no header: the caller sets "snaps")."""
     name = _checks.not_empty_string(entry, "name", "of snap")
     if not is_valid_snap_name(name):
-        raise DecodeError(f"invalid snap name {q(name)}", "snaps")
-    what = f'of snap "{name}"'
+        raise DecodeError(f"invalid snap name {q(name)}")
+    what = f"of snap {q(name)}"
     snap_id = None
     if "id" in entry:
         snap_id = _checks.string_matches(entry, "id", _checks.SNAP_ID_RE, what)
     elif grade != "dangerous":
-        raise DecodeError(f'"id" {what} is mandatory for {grade} grade model', "snaps")
+        raise DecodeError(f'"id" {what} is mandatory for {grade} grade model')
     typ = _checks.optional_string(entry, "type", what) or "app"
     if typ not in SNAP_TYPES:
-        raise DecodeError(f"type of snap {q(name)} must be one of {'|'.join(SNAP_TYPES)}", "snaps")
+        raise DecodeError(f"type of snap {q(name)} must be one of {'|'.join(SNAP_TYPES)}")
     modes = _checks.string_list(entry, "modes", _SNAP_MODE_RE, f'"modes" {what}')
     channel = _checks.optional_string(entry, "default-channel", what) or "latest/stable"
     _check_default_channel(name, channel)
     presence = _checks.optional_string(entry, "presence", what) or ""
     if presence and presence not in ("required", "optional"):
-        raise DecodeError(f"presence of snap {q(name)} must be one of required|optional", "snaps")
+        raise DecodeError(f"presence of snap {q(name)} must be one of required|optional")
     return ModelSnap(name, snap_id, typ, modes, channel, presence)
 
 
 def _extended_snaps(headers: _checks.M, base: str, grade: str) -> list[ModelSnap]:
-    wrong = '"snaps" header must be a list of maps'
+    """snapd's checkExtendedSnaps: every entry checked, then the cross-entry rules."""
     value = headers["snaps"]
     if not isinstance(value, tuple):
-        raise DecodeError(wrong, "snaps")
+        raise DecodeError('"snaps" header must be a list of maps', "snaps")
+    with _checks.within("snaps"):
+        snaps, singles = _listed_snaps(value, base, grade)
+    for kind in ("gadget", "kernel"):
+        if kind not in singles:
+            raise DecodeError(f'one "snaps" header entry must specify the model {kind}', "snaps")
+    if base and all(snap.name != base for snap in snaps):
+        snap_id = WELL_KNOWN_SNAP_IDS.get(base)
+        if snap_id is None and grade != "dangerous":
+            raise DecodeError(
+                f'cannot specify not well-known base {q(base)} without a corresponding "snaps" '
+                "header entry",
+                "base",
+            )
+        snaps.insert(
+            0, ModelSnap(base, snap_id, "base", _ESSENTIAL_MODES, "latest/stable", "required")
+        )
+    return snaps
+
+
+def _listed_snaps(
+    value: tuple[HeaderValue, ...], base: str, grade: str
+) -> tuple[list[ModelSnap], dict[str, str]]:
+    """The listed snaps with their modes settled, and the snapd/kernel/gadget snap names."""
     snaps: list[ModelSnap] = []
     names: set[str] = set()
     ids: dict[str, str] = {}
     singles: dict[str, str] = {}
     for item in value:
         if isinstance(item, str | tuple):
-            raise DecodeError(wrong, "snaps")
+            raise DecodeError('"snaps" header must be a list of maps')
         snap = _model_snap(item, grade)
         if snap.name in names:
-            raise DecodeError(f"cannot list the same snap {q(snap.name)} multiple times", "snaps")
+            raise DecodeError(f"cannot list the same snap {q(snap.name)} multiple times")
         names.add(snap.name)
         if snap.snap_id:
             if snap.snap_id in ids:
                 raise DecodeError(
                     f"cannot specify the same snap id {q(snap.snap_id)} multiple times, "
-                    f"specified for snaps {q(ids[snap.snap_id])} and {q(snap.name)}",
-                    "snaps",
+                    f"specified for snaps {q(ids[snap.snap_id])} and {q(snap.name)}"
                 )
             ids[snap.snap_id] = snap.name
         essential = snap.type in ("snapd", "kernel", "gadget") or snap.name == base
@@ -136,21 +171,17 @@ def _extended_snaps(headers: _checks.M, base: str, grade: str) -> list[ModelSnap
             if snap.type in singles:
                 raise DecodeError(
                     f"cannot specify multiple {snap.type} snaps: {q(singles[snap.type])} and "
-                    f"{q(snap.name)}",
-                    "snaps",
+                    f"{q(snap.name)}"
                 )
             singles[snap.type] = snap.name
         elif snap.name == base and snap.type != "base":
-            raise DecodeError(
-                f'boot base {q(base)} must specify type "base", not {q(snap.type)}', "snaps"
-            )
+            raise DecodeError(f'boot base {q(base)} must specify type "base", not {q(snap.type)}')
         modes: tuple[str, ...]
         if essential:
             if snap.modes or snap.presence:
                 raise DecodeError(
                     "essential snaps are always available, cannot specify modes or presence "
-                    f"for snap {q(snap.name)}",
-                    "snaps",
+                    f"for snap {q(snap.name)}"
                 )
             modes = _ESSENTIAL_MODES
         else:
@@ -165,21 +196,7 @@ def _extended_snaps(headers: _checks.M, base: str, grade: str) -> list[ModelSnap
                 snap.presence or "required",
             )
         )
-    for kind in ("gadget", "kernel"):
-        if kind not in singles:
-            raise DecodeError(f'one "snaps" header entry must specify the model {kind}', "snaps")
-    if base and base not in names:
-        snap_id = WELL_KNOWN_SNAP_IDS.get(base)
-        if snap_id is None and grade != "dangerous":
-            raise DecodeError(
-                f'cannot specify not well-known base {q(base)} without a corresponding "snaps" '
-                "header entry",
-                "base",
-            )
-        snaps.insert(
-            0, ModelSnap(base, snap_id, "base", _ESSENTIAL_MODES, "latest/stable", "required")
-        )
-    return snaps
+    return snaps, singles
 
 
 def _snap_with_track(headers: _checks.M, which: str) -> ModelSnap | None:

@@ -86,8 +86,9 @@ class Serial(Assertion):
         if self.authority_id not in allowed:
             raise CheckError(
                 f"serial with authority {q(self.authority_id)} different from brand "
-                f"{q(self.brand_id)} without model assertion with serial-authority set to allow "
-                "for them"
+                # snapd's text, doubled "to" included (serial_asserts.go)
+                f"{q(self.brand_id)} without model assertion with serial-authority set to to "
+                "allow for them"
             )
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from . import _checks
 from ._base import Assertion, AssertionType, Ref, register
+from ._headers import HeaderValue
+from ._names import NameRule
 from ._quote import q
 from .errors import CheckError, DecodeError, NotFoundError
 
@@ -28,8 +31,8 @@ __all__ = [
 
 DEFAULT_PROVENANCE = "global-upload"
 SERIES = "16"
-_ALIAS_RE = re.compile(r"[a-zA-Z0-9][-_.a-zA-Z0-9]*")
-_APP_RE = re.compile(r"(?:[a-z0-9]+-?)*[a-z0-9]")
+_ALIAS_RE = re.compile(r"[a-zA-Z0-9][-_.a-zA-Z0-9]*")  # naming.ValidAlias
+_APP_RE = NameRule("[a-zA-Z0-9](?:-?[a-zA-Z0-9])*", "[a-zA-Z0-9][-a-zA-Z0-9]*")  # naming.ValidApp
 
 
 def _snap_revision(m: _checks.M, name: str, what: str = "header") -> int:
@@ -67,50 +70,117 @@ def _revision_authorities(headers: _checks.M) -> tuple[RevisionAuthority, ...]:
     if not value:
         raise DecodeError("revision-authority stanza cannot be empty", "revision-authority")
     result: list[RevisionAuthority] = []
-    for item in value:
-        if isinstance(item, str | tuple):
-            raise DecodeError(
-                "revision-authority stanza must be a list of maps", "revision-authority"
-            )
-        account_id = _checks.string_matches(
-            item, "account-id", _checks.ACCOUNT_ID_RE, "in revision authority"
-        )
-        provenances = _checks.string_list(
-            item, "provenance", _checks.PROVENANCE_RE, "provenance in revision authority"
-        )
-        if not provenances:
-            raise DecodeError(
-                "provenance in revision authority cannot be empty", "revision-authority"
-            )
-        low = (
-            _snap_revision(item, "min-revision", "in revision authority")
-            if ("min-revision" in item)
-            else 1
-        )
-        high = (
-            _snap_revision(item, "max-revision", "in revision authority")
-            if ("max-revision" in item)
-            else None
-        )
-        if high is not None and high < low:
-            raise DecodeError(
-                "optional max-revision cannot be less than min-revision in revision-authority",
-                "revision-authority",
-            )
-        for scope in ("on-store", "on-brand", "on-model"):
-            _checks.string_list(item, scope, what=f"{scope} in revision-authority")
-        result.append(RevisionAuthority(account_id, provenances, low, high))
+    with _checks.within("revision-authority"):
+        for item in value:
+            if isinstance(item, str | tuple):
+                raise DecodeError("revision-authority stanza must be a list of maps")
+            result.append(_revision_authority(item))
     return tuple(result)
 
 
+def _revision_authority(item: _checks.M) -> RevisionAuthority:
+    account_id = _checks.string_matches(
+        item, "account-id", _checks.ACCOUNT_ID_RE, "in revision authority"
+    )
+    provenances = _checks.string_list(
+        item, "provenance", _checks.PROVENANCE_RE, "provenance in revision authority"
+    )
+    if not provenances:
+        raise DecodeError("provenance in revision authority cannot be empty")
+    low = (
+        _snap_revision(item, "min-revision", "in revision authority")
+        if ("min-revision" in item)
+        else 1
+    )
+    high = (
+        _snap_revision(item, "max-revision", "in revision authority")
+        if ("max-revision" in item)
+        else None
+    )
+    if high is not None and high < low:
+        raise DecodeError(
+            "optional max-revision cannot be less than min-revision in revision-authority"
+        )
+    for scope in ("on-store", "on-brand", "on-model"):
+        _checks.string_list(item, scope, what=f"{scope} in revision-authority")
+    return RevisionAuthority(account_id, provenances, low, high)
+
+
 def _check_aliases(headers: _checks.M) -> None:
+    """snapd's checkAliases: a list of {name, target} maps, names unique."""
+    if "aliases" not in headers:
+        return
+    value = headers["aliases"]
+    wrong = '"aliases" header must be a list of alias maps'
+    if not isinstance(value, tuple):
+        raise DecodeError(wrong, "aliases")
     seen: set[str] = set()
-    for entry in _checks.list_of_maps(headers, "aliases"):
-        name = _checks.string_matches(entry, "name", _ALIAS_RE, 'in "aliases" item')
-        _checks.string_matches(entry, "target", _APP_RE, f'for alias "{name}"')
-        if name in seen:
-            raise DecodeError(f'duplicated definition in "aliases" for alias {q(name)}', "aliases")
-        seen.add(name)
+    with _checks.within("aliases"):
+        for i, entry in enumerate(value, 1):
+            if isinstance(entry, str | tuple):
+                raise DecodeError(wrong)
+            name = _checks.string_matches(entry, "name", _ALIAS_RE, f'in "aliases" item {i}')
+            _checks.string_matches(entry, "target", _APP_RE, f"for alias {q(name)}")
+            if name in seen:
+                raise DecodeError(f'duplicated definition in "aliases" for alias {q(name)}')
+            seen.add(name)
+
+
+# Interface-rule features and the snap-declaration format that introduced them
+# (snapd's snapDeclarationFormatAnalyze).
+_FORMAT_DOLLAR_ATTRS = 2  # $SLOT()/$PLUG()/$MISSING in attribute constraints
+_FORMAT_DEVICE_SCOPE = 3  # on-store/on-brand/on-model
+_FORMAT_NAME_CONSTRAINTS = 4  # plug-names/slot-names
+_FORMAT_ALT_MATCHERS = 5  # lists of alternatives inside attribute constraints
+_SUBRULES = (
+    "allow-installation",
+    "deny-installation",
+    "allow-connection",
+    "deny-connection",
+    "allow-auto-connection",
+    "deny-auto-connection",
+)
+
+
+def _attr_matcher_format(constraint: HeaderValue) -> int:
+    """The format an attribute constraint needs (constraint.go compileAttrMatcher)."""
+    if isinstance(constraint, str):
+        return _FORMAT_DOLLAR_ATTRS if constraint.startswith("$") else 0
+    if isinstance(constraint, tuple):
+        inner = max((_attr_matcher_format(c) for c in constraint), default=0)
+        return max(_FORMAT_ALT_MATCHERS, inner)
+    return max((_attr_matcher_format(c) for c in constraint.values()), default=0)
+
+
+def _constraints_format(side: str, subrule: str, constraints: _checks.M) -> int:
+    """The format one {allow,deny}-* constraints map needs (ifacedecls.go features)."""
+    other = "slot" if side == "plug" else "plug"
+    sides = (side,) if subrule.endswith("-installation") else (side, other)
+    needed = 0
+    if any(scope in constraints for scope in ("on-store", "on-brand", "on-model")):
+        needed = _FORMAT_DEVICE_SCOPE
+    if any(f"{s}-names" in constraints for s in sides):
+        needed = max(needed, _FORMAT_NAME_CONSTRAINTS)
+    for s in sides:
+        attrs = constraints.get(f"{s}-attributes")
+        if attrs is not None:
+            needed = max(needed, _attr_matcher_format(attrs))
+    return needed
+
+
+def _rules_format(side: str, rules: _checks.M) -> int:
+    """The format the interface rules of one side ("plug" or "slot") need."""
+    needed = 0
+    for rule in rules.values():
+        if not isinstance(rule, Mapping):
+            continue  # the 'true'/'false' shortcuts use no feature
+        for subrule in _SUBRULES:
+            value = rule.get(subrule)
+            alternatives = value if isinstance(value, tuple) else (value,)
+            for constraints in alternatives:
+                if isinstance(constraints, Mapping):
+                    needed = max(needed, _constraints_format(side, subrule, constraints))
+    return needed
 
 
 @register
@@ -149,6 +219,23 @@ class SnapDeclaration(Assertion):
         _check_aliases(headers)
         fields["revision_authorities"] = _revision_authorities(headers)
         return fields
+
+    @classmethod
+    def suggest_format(cls, headers: _checks.M) -> int:
+        """Interface rules need format 1, later rule features 2 to 5 (snapd's analyzer).
+
+        Like snapd, any ``plugs`` or ``slots`` header, even an empty map, needs
+        format 1. The rules themselves are kept verbatim and not compiled, so
+        only the features of well-formed rules are recognised.
+        """
+        if "plugs" not in headers and "slots" not in headers:
+            return 0
+        needed = 1
+        for side in ("plug", "slot"):
+            rules = _checks.optional_map(headers, f"{side}s")
+            if rules is not None:
+                needed = max(needed, _rules_format(side, rules))
+        return needed
 
     @property
     def timestamp(self) -> datetime:
@@ -264,32 +351,34 @@ class DeveloperRange:
 
 
 def _developers(headers: _checks.M) -> tuple[DeveloperRange, ...]:
+    if "developers" not in headers:
+        return ()
+    value = headers["developers"]
+    wrong = '"developers" must be a list of developer maps'
+    if not isinstance(value, tuple):
+        raise DecodeError(wrong, "developers")
     revoked: dict[str, bool] = {}
     result: list[DeveloperRange] = []
-    if "developers" in headers and not isinstance(headers["developers"], tuple):
-        raise DecodeError('"developers" must be a list of developer maps', "developers")
-    try:
-        items = _checks.list_of_maps(headers, "developers")
-    except DecodeError as e:
-        raise DecodeError('"developers" must be a list of developer maps', "developers") from e
-    for i, item in enumerate(items, 1):
-        account_id = _checks.string_matches(
-            item, "developer-id", _checks.ACCOUNT_ID_RE, f'in "developers" item {i}'
-        )
-        what = f'in "developers" item {i} for developer "{account_id}"'
-        since = _checks.rfc3339(item, "since", what)
-        until = _checks.optional_rfc3339(item, "until", what)
-        if until is not None and since > until:
-            raise DecodeError(f'"since" {what} must be less than or equal to "until"', "developers")
-        is_revocation = until == since
-        if account_id in revoked and (revoked[account_id] or is_revocation):
-            raise DecodeError(
-                f"revocation for developer {q(account_id)} must be standalone but found other "
-                '"developers" items',
-                "developers",
+    with _checks.within("developers"):
+        for i, item in enumerate(value, 1):
+            if isinstance(item, str | tuple):
+                raise DecodeError(wrong)
+            account_id = _checks.string_matches(
+                item, "developer-id", _checks.ACCOUNT_ID_RE, f'in "developers" item {i}'
             )
-        revoked.setdefault(account_id, is_revocation)
-        result.append(DeveloperRange(account_id, since, until))
+            what = f'in "developers" item {i} for developer {q(account_id)}'
+            since = _checks.rfc3339(item, "since", what)
+            until = _checks.optional_rfc3339(item, "until", what)
+            if until is not None and since > until:
+                raise DecodeError(f'"since" {what} must be less than or equal to "until"')
+            is_revocation = until == since
+            if account_id in revoked and (revoked[account_id] or is_revocation):
+                raise DecodeError(
+                    f"revocation for developer {q(account_id)} must be standalone but found "
+                    'other "developers" items'
+                )
+            revoked.setdefault(account_id, is_revocation)
+            result.append(DeveloperRange(account_id, since, until))
     return tuple(result)
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
-from urllib.parse import urlsplit
 
-from . import _checks
+from . import _checks, _golang
 from ._base import Assertion, AssertionType, Ref, register
 from ._quote import q
 from .errors import CheckError, DecodeError, NotFoundError
@@ -19,20 +18,25 @@ if TYPE_CHECKING:
 __all__ = ["Store"]
 
 
-def _check_url(value: str) -> None:
+def _check_url(headers: _checks.M) -> str | None:
+    """snapd's checkStoreURL: empty means none; else an http(s) URL with a host, by url.Parse."""
+    value = _checks.optional_string(headers, "url")
+    if not value:
+        return None
     what = '"url" header'
     try:
-        parts = urlsplit(value)
-    except ValueError as e:
+        url = _golang.parse_url(value)
+    except _golang.GoError as e:
         raise DecodeError(f"{what} must be a valid URL: {value}", "url") from e
-    if parts.scheme not in ("http", "https"):
+    if url.scheme not in ("http", "https"):
         raise DecodeError(f'{what} scheme must be "https" or "http": {value}', "url")
-    if not parts.netloc:
+    if not url.host:
         raise DecodeError(f"{what} must have a host: {value}", "url")
-    if parts.query:
+    if url.raw_query:
         raise DecodeError(f"{what} must not have a query: {value}", "url")
-    if parts.fragment:
+    if url.fragment:
         raise DecodeError(f"{what} must not have a fragment: {value}", "url")
+    return value
 
 
 @register
@@ -51,12 +55,12 @@ class Store(Assertion):
 
     @classmethod
     def _fields_from_headers(cls, headers: _checks.M, body: bytes) -> dict[str, object]:
-        url = _checks.optional_string(headers, "url") or None
-        if url is not None:
-            _check_url(url)
+        # in snapd's order (assembleStore), which decides the message when several fail
+        operator_id = _checks.not_empty_string(headers, "operator-id")
+        url = _check_url(headers)
         return {
             "store": _checks.not_empty_string(headers, "store"),
-            "operator_id": _checks.not_empty_string(headers, "operator-id"),
+            "operator_id": operator_id,
             "url": url,
             "friendly_stores": _checks.string_list(headers, "friendly-stores"),
             "location": _checks.optional_string(headers, "location"),

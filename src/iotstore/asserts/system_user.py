@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parseaddr
 from typing import ClassVar
 
-from . import _checks
+from . import _checks, _golang
 from ._base import Assertion, AssertionType, register
 from ._quote import q
 from .errors import DecodeError
@@ -17,10 +16,23 @@ __all__ = ["SystemUser"]
 
 # snapd 2.57.6's pattern; ".-_" inside the class is a character range, kept as is
 _USERNAME_RE = re.compile(r"[a-z0-9][-a-z0-9+.-_]*")
-_SALT_HASH_RE = re.compile(r"[a-zA-Z0-9./]*")
+_SALT_HASH_RE = re.compile(r"[a-zA-Z0-9./]+")  # crypt(3)'s alphabet, snapd's isValidSaltAndHash
+
+
+def _check_email(headers: _checks.M) -> str:
+    """A mandatory address that Go's net/mail.ParseAddress accepts (snapd's rule)."""
+    email = _checks.not_empty_string(headers, "email")
+    try:
+        _golang.parse_address(email)
+    except _golang.GoError as e:
+        raise DecodeError(
+            f'"email" header must be a RFC 5322 compliant email address: {e}', "email"
+        ) from e
+    return email
 
 
 def _check_password(headers: _checks.M) -> str:
+    """snapd's checkHashedPassword: a crypt(3) "$id$[rounds=N$]salt$hash" line or ''."""
     password = _checks.optional_string(headers, "password") or ""
     if not password:
         return ""
@@ -37,19 +49,24 @@ def _check_password(headers: _checks.M) -> str:
         ident, rounds, salt, digest = fields[1], "", fields[2], fields[3]
     else:
         ident, rounds, salt, digest = fields[1], fields[2], fields[3], fields[4]
-    if not re.fullmatch(r"[+-]?[0-9]+", ident):
+    try:
+        id_number = _golang.atoi(ident)
+    except _golang.AtoiError as e:
         raise DecodeError(
             f'"password" header must start with "$integer-id$", got {q(ident)}', "password"
-        )
-    if int(ident) < 6:
+        ) from e
+    if id_number < 6:
         raise DecodeError(
             '"password" header only supports $id$ values of 6 (sha512crypt) or higher', "password"
         )
     if rounds.startswith("rounds="):
-        count = rounds.split("=", 1)[1]
-        if not re.fullmatch(r"[+-]?[0-9]+", count):
-            raise DecodeError('"password" header has invalid number of rounds', "password")
-        if not 5000 <= int(count) <= 999999999:
+        try:
+            count = _golang.atoi(rounds.split("=", 1)[1])
+        except _golang.AtoiError as e:
+            raise DecodeError(
+                f'"password" header has invalid number of rounds: {e}', "password"
+            ) from e
+        if not 5000 <= count <= 999999999:
             raise DecodeError(
                 f'"password" header rounds parameter out of bounds: {count}', "password"
             )
@@ -92,14 +109,15 @@ class SystemUser(Assertion):
     until: datetime
 
     @classmethod
+    def suggest_format(cls, headers: _checks.M) -> int:
+        """``serials`` came with format 1 (snapd's systemUserFormatAnalyze)."""
+        return 1 if _checks.string_list(headers, "serials") else 0
+
+    @classmethod
     def _fields_from_headers(cls, headers: _checks.M, body: bytes) -> dict[str, object]:
         # brand-id may differ from authority-id: the model's system-user-authority decides.
         brand_id = _checks.not_empty_string(headers, "brand-id")
-        email = _checks.not_empty_string(headers, "email")
-        if "@" not in parseaddr(email)[1]:
-            raise DecodeError(
-                f'"email" header must be a RFC 5322 compliant email address: {q(email)}', "email"
-            )
+        email = _check_email(headers)
         series = _checks.string_list(headers, "series")
         models = _checks.string_list(headers, "models")
         serials = _checks.string_list(headers, "serials")

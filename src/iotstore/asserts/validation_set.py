@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
 from . import _checks
 from ._base import Assertion, AssertionType, register
+from ._names import NameRule
 from ._quote import q
 from .errors import DecodeError
 from .model import is_valid_snap_name
 
 __all__ = ["ValidationSet", "ValidationSetSnap"]
 
-_NAME_RE = re.compile(r"[a-z0-9](?:-?[a-z0-9])*")
+_NAME_RE = NameRule("[a-z0-9](?:-?[a-z0-9])*", "[a-z0-9][-a-z0-9]*")  # validValidationSetName
 PRESENCES = ("required", "optional", "invalid")
 
 
@@ -30,25 +30,45 @@ class ValidationSetSnap:
 
 
 def _snap(entry: _checks.M) -> ValidationSetSnap:
+    """snapd's checkValidationSetSnap (errors name no header: the caller sets "snaps")."""
     name = _checks.not_empty_string(entry, "name", "of snap")
     if not is_valid_snap_name(name):
-        raise DecodeError(f"invalid snap name {q(name)}", "snaps")
-    what = f'of snap "{name}"'
+        raise DecodeError(f"invalid snap name {q(name)}")
+    what = f"of snap {q(name)}"
     snap_id = _checks.string_matches(entry, "id", _checks.SNAP_ID_RE, what)
     presence = _checks.optional_string(entry, "presence", what) or ""
     if presence and presence not in PRESENCES:
-        raise DecodeError(f"presence {what} must be one of {'|'.join(PRESENCES)}", "snaps")
+        raise DecodeError(f"presence {what} must be one of {'|'.join(PRESENCES)}")
     revision = None
     if "revision" in entry:
         revision = _checks.mandatory_int(entry, "revision", what)
         if revision < 1:
-            raise DecodeError(f'"revision" {what} must be >=1: {revision}', "snaps")
+            raise DecodeError(f'"revision" {what} must be >=1: {revision}')
     if revision is not None and presence == "invalid":
         raise DecodeError(
-            f"cannot specify revision {what} at the same time as stating its presence is invalid",
-            "snaps",
+            f"cannot specify revision {what} at the same time as stating its presence is invalid"
         )
     return ValidationSetSnap(name, snap_id, presence or "required", revision)
+
+
+def _snaps(headers: _checks.M) -> list[ValidationSetSnap]:
+    """snapd's checkValidationSetSnaps: each entry, then unique names and ids."""
+    snaps: list[ValidationSetSnap] = []
+    names: set[str] = set()
+    ids: dict[str, str] = {}
+    for entry in _checks.list_of_maps(headers, "snaps"):
+        snap = _snap(entry)
+        if snap.name in names:
+            raise DecodeError(f"cannot list the same snap {q(snap.name)} multiple times")
+        names.add(snap.name)
+        if snap.snap_id in ids:
+            raise DecodeError(
+                f"cannot specify the same snap id {q(snap.snap_id)} multiple times, "
+                f"specified for snaps {q(ids[snap.snap_id])} and {q(snap.name)}"
+            )
+        ids[snap.snap_id] = snap.name
+        snaps.append(snap)
+    return snaps
 
 
 @register
@@ -85,24 +105,8 @@ class ValidationSet(Assertion):
         wrong = '"snaps" header must be a list of maps'
         if not isinstance(headers["snaps"], tuple):
             raise DecodeError(wrong, "snaps")
-        snaps: list[ValidationSetSnap] = []
-        names: set[str] = set()
-        ids: dict[str, str] = {}
-        for entry in _checks.list_of_maps(headers, "snaps"):
-            snap = _snap(entry)
-            if snap.name in names:
-                raise DecodeError(
-                    f"cannot list the same snap {q(snap.name)} multiple times", "snaps"
-                )
-            names.add(snap.name)
-            if snap.snap_id in ids:
-                raise DecodeError(
-                    f"cannot specify the same snap id {q(snap.snap_id)} multiple times, "
-                    f"specified for snaps {q(ids[snap.snap_id])} and {q(snap.name)}",
-                    "snaps",
-                )
-            ids[snap.snap_id] = snap.name
-            snaps.append(snap)
+        with _checks.within("snaps"):
+            snaps = _snaps(headers)
         assert isinstance(account, str)
         return {
             "series": _checks.not_empty_string(headers, "series"),

@@ -12,11 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["ConflictError", "DatabaseError", "SqlDatabase", "make_engine", "sqlite_url"]
+__all__ = [
+    "ConflictError",
+    "DatabaseError",
+    "InvalidDataError",
+    "SqlDatabase",
+    "make_engine",
+    "sqlite_url",
+]
 
 
 class DatabaseError(Exception):
@@ -25,6 +32,14 @@ class DatabaseError(Exception):
 
 class ConflictError(DatabaseError):
     """A uniqueness or reference rule refused the commit (a concurrent change won)."""
+
+
+class InvalidDataError(DatabaseError):
+    """The database refused a value itself: bad input, not an outage.
+
+    PostgreSQL refuses NUL characters in text (SQLite stores them) and values
+    over a column's size; validation above should catch these first.
+    """
 
 
 def sqlite_url(path: Path) -> str:
@@ -98,6 +113,8 @@ class SqlDatabase:
                 yield session
         except IntegrityError as e:
             raise ConflictError("the change conflicts with the current state; retry") from e
+        except DataError as e:
+            raise InvalidDataError(f"the database refused a value: {type(e.orig).__name__}") from e
         except SQLAlchemyError as e:
             raise DatabaseError(f"database error: {type(e).__name__}") from e
         finally:

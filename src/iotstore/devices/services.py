@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from iotstore import asserts
@@ -379,19 +379,35 @@ class VaultService:
         return value
 
     def _api_key(self, api_key: str | None) -> ApiKey:
-        if not api_key or len(api_key) > 200:
+        if not api_key:
             raise InvalidApiKey("missing api-key header")
+        if len(api_key) > 200:
+            raise InvalidApiKey("unknown or revoked API key")
         row = self._session.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(api_key))).first()
         if row is None or row.revoked_at is not None:
             raise InvalidApiKey("unknown or revoked API key")
         return row
 
     def _consume_request_id(self, request_id: str) -> None:
-        row = self._session.get(RequestId, request_id) if len(request_id) <= 64 else None
-        now = utcnow()
-        if row is None or row.used_at is not None or row.expires_at <= now:
+        # One conditional UPDATE, not read-then-write: two registrations racing on
+        # one request-id must not both see it unused (PostgreSQL, read committed).
+        consumed = 0
+        if len(request_id) <= 64:
+            now = utcnow()
+            result = self._session.execute(
+                update(RequestId)
+                .where(
+                    RequestId.id == request_id,
+                    RequestId.used_at.is_(None),
+                    RequestId.expires_at > now,
+                )
+                .values(used_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            assert isinstance(result, CursorResult)
+            consumed = result.rowcount
+        if consumed != 1:
             raise InvalidNonce("request-id is invalid, expired or already used")
-        row.used_at = now
 
     def register(self, api_key: str | None, data: bytes, address: str | None) -> Registration:
         """Turn a device's serial-request (+ model) stream into a signed serial."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from iotstore import asserts
 from iotstore.devices.services import VaultService
@@ -26,7 +27,9 @@ router = APIRouter(prefix=PREFIX, tags=["device service"])
 
 # The device service authenticates devices by API key inside the protocol.
 Device = Annotated[RequestContext, Depends(require(Permission.PUBLIC))]
-ApiKeyHeader = Annotated[str | None, Header(alias="api-key", max_length=200)]
+# No max_length here: FastAPI's validation error would answer in the admin API's
+# shape, which snapd cannot read; the vault refuses over-long keys itself.
+ApiKeyHeader = Annotated[str | None, Header(alias="api-key")]
 
 
 def vault_service(ctx: RequestContext) -> VaultService:
@@ -34,14 +37,16 @@ def vault_service(ctx: RequestContext) -> VaultService:
     return VaultService(ctx.session, ctx.deployment.keystore, ctx.brands, ctx.trust, ctx.audit)
 
 
-@router.post("/request-id")
-def request_id(ctx: Device, api_key: ApiKeyHeader = None) -> dict[str, object]:
+@router.post("/request-id", response_class=JSONResponse)
+def request_id(ctx: Device, api_key: ApiKeyHeader = None) -> JSONResponse:
     """A fresh single-use request-id for the device's serial-request."""
-    return {
-        "success": True,
-        "message": "",
-        "request-id": vault_service(ctx).new_request_id(api_key),
-    }
+    # A Response, not a dict: FastAPI validates a sync endpoint's dict in the
+    # thread pool while the transaction (SQLite's write lock, a pooled
+    # connection) is still open; with the pool's threads all waiting for that
+    # lock, request bursts stalled until the database timeouts (503s).
+    return JSONResponse(
+        {"success": True, "message": "", "request-id": vault_service(ctx).new_request_id(api_key)}
+    )
 
 
 @router.post("/serial")
@@ -49,7 +54,12 @@ async def serial(ctx: Device, request: Request, api_key: ApiKeyHeader = None) ->
     """Sign a serial for a serial-request (+ model) stream; answer serial, account-key, account."""
     body = await request.body()
     client = request.client
-    registration = vault_service(ctx).register(api_key, body, client.host if client else None)
+    # Signing and the database block: run them in the thread pool. On the event
+    # loop they stall every request, including the commits other registrations
+    # wait for (SQLite's write lock, the connection pool): 503s under load.
+    registration = await run_in_threadpool(
+        vault_service(ctx).register, api_key, body, client.host if client else None
+    )
     return Response(registration.stream(), media_type=asserts.MEDIA_TYPE)
 
 

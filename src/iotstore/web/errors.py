@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iotstore import errors
 from iotstore.asserts import AssertsError
-from iotstore.db import ConflictError, DatabaseError
+from iotstore.db import ConflictError, DatabaseError, InvalidDataError
 from iotstore.keystore import KeyStoreError
 
 __all__ = ["error_response", "install_error_handlers"]
@@ -107,6 +107,15 @@ async def _keystore_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "key-store", str(exc), path=request.url.path)
 
 
+async def _invalid_data(request: Request, exc: Exception) -> JSONResponse:
+    # the request carried a value the database cannot store (PostgreSQL: NUL in text)
+    log.info("database refused a value: %s", exc)
+    return error_response(
+        400, "invalid-input", "the request holds a value that cannot be stored "
+        "(text may not contain NUL characters)", path=request.url.path,
+    )  # fmt: skip
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("database error: %s", exc)
     return error_response(
@@ -129,5 +138,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(AssertsError, _asserts_error)
     app.add_exception_handler(KeyStoreError, _keystore_error)
+    app.add_exception_handler(InvalidDataError, _invalid_data)
     app.add_exception_handler(DatabaseError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
