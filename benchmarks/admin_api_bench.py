@@ -11,6 +11,7 @@ the same requests in-process with SQL timing on and says which queries dominate.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import random
@@ -52,7 +53,9 @@ def populate(deployment: Deployment, brand_id: str, stores: int, memberships: in
     # a wide tree, four levels deep: demo-store -> 10 -> 100 -> rest
     rows = []
     for i, store_id in enumerate(ids):
-        parent = "demo-store" if i < 10 else ids[(i - 10) // 10 if i < 110 else 10 + (i - 110) % 100]
+        parent = (
+            "demo-store" if i < 10 else ids[(i - 10) // 10 if i < 110 else 10 + (i - 110) % 100]
+        )
         rows.append(
             {"id": store_id, "name": f"Store {i}", "brand_id": brand_id, "parent_id": parent,
              "kind": "product" if i % 2 else "ecosystem"}
@@ -64,7 +67,7 @@ def populate(deployment: Deployment, brand_id: str, stores: int, memberships: in
     ]
     rng = random.Random(7)
     seen: set[tuple[str, str, str]] = set()
-    member_rows = []
+    member_rows: list[dict[str, str]] = []
     while len(member_rows) < memberships:
         key = (rng.choice(ids), accounts[rng.randrange(people)]["id"], rng.choice(ROLES))
         if key not in seen:
@@ -131,9 +134,11 @@ def load(url: str, token: str, seconds: float, connections: int) -> tuple[float,
     return len(latencies) / seconds, latencies[int(len(latencies) * 0.99)] * 1000
 
 
-def query_profile(deployment: Deployment, settings: Settings, token: str, paths: list[str]) -> list[tuple[float, int, str]]:
+def query_profile(
+    deployment: Deployment, settings: Settings, token: str, paths: list[str]
+) -> list[tuple[float, int, str]]:
     """Total SQL time per statement over the same requests, in-process."""
-    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     started: dict[int, float] = {}
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -157,12 +162,10 @@ def query_profile(deployment: Deployment, settings: Settings, token: str, paths:
                     r = await client.get(path, headers={"Authorization": f"Bearer {token}"})
                     r.raise_for_status()
 
-    import asyncio
-
     asyncio.run(run())
     event.remove(engine, "before_cursor_execute", before)
     event.remove(engine, "after_cursor_execute", after)
-    return sorted(((t, n, s) for s, (t, n) in totals.items()), reverse=True)[:6]
+    return sorted(((t, int(n), s) for s, (t, n) in totals.items()), reverse=True)[:6]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = Path(tmp) / "data"
         pem = resources.files("iotstore.asserts.testing").joinpath("keys", "root.pem").read_bytes()
         settings = Settings(data_dir=data_dir)
-        deployment = Deployment.init(data_dir, settings=settings, root_id="bench-root", root_key_pem=pem)
+        deployment = Deployment.init(
+            data_dir, settings=settings, root_id="bench-root", root_key_pem=pem
+        )
         info = seed_demo(deployment, "http://bench")
         t = time.perf_counter()
         ids = populate(deployment, info["brand_id"], args.stores, args.memberships)
@@ -191,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             "trivial: GET /api/v1/health": "/api/v1/health",
             "GET /api/v1/account": "/api/v1/account",
             "GET /api/v1/stores/{deep store}": f"/api/v1/stores/{deep}",
-            "GET /api/v1/stores/{id}/members?limit=100": f"/api/v1/stores/{ids[5]}/members?limit=100",
+            "GET /api/v1/stores/{id}/members?limit=100": (
+                f"/api/v1/stores/{ids[5]}/members?limit=100"
+            ),
             "GET /api/v1/stores?limit=100": "/api/v1/stores?limit=100",
             "GET /api/v1/stores/{id}/audit?limit=100": "/api/v1/stores/demo-store/audit?limit=100",
         }
@@ -205,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, (rps, p99) in results.items():
             print(f"{name:<46} {rps:>9.0f} {p99:>8.1f} {rps / base:>6.2f}")
         print("\nSQL time over 200 rounds of the same requests (in-process):")
-        for total, count, statement in query_profile(deployment, settings, token, list(paths.values())[1:]):
+        for total, count, statement in query_profile(
+            deployment, settings, token, list(paths.values())[1:]
+        ):
             print(f"  {total * 1000:8.1f} ms {count:6d}x  {statement}")
         deployment.close()
         print(json.dumps({k: round(v[0] / base, 3) for k, v in results.items()}))
