@@ -20,31 +20,22 @@ Debian packages to install.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .snapd import DEBIAN_PACKAGES, GOPATH, REPO_ROOT, SnapdCheckError, SnapdToolingMissing
+from .snapd import SnapdCheckError, build_conformance_program
 
 __all__ = [
-    "SOURCE_DIR",
     "DeviceReg",
     "DeviceRegError",
     "Registration",
     "build_devicereg",
 ]
 
-SOURCE_DIR = REPO_ROOT / "conformance" / "devicereg"
-"""Go source of the devicereg program."""
-
-_SNAPD_ASSERTS = GOPATH / "src/github.com/snapcore/snapd/asserts"
-BUILD_TIMEOUT = 600.0
 RUN_TIMEOUT = 180.0
 
 
@@ -99,70 +90,9 @@ class Registration:
         )
 
 
-def _require_tooling() -> str:
-    go = shutil.which("go")
-    if go is None or not _SNAPD_ASSERTS.is_dir():
-        missing = "the `go` command" if go is None else f"snapd's Go sources ({_SNAPD_ASSERTS})"
-        raise SnapdToolingMissing(
-            f"the snapd device registration tests need {missing}. Install the Debian "
-            f"packages: apt-get install -y {DEBIAN_PACKAGES}"
-        )
-    return go
-
-
-_built: dict[Path, Path] = {}
-
-
 def build_devicereg(build_dir: Path | None = None) -> Path:
-    """Build ``conformance/devicereg`` if a source is newer than the cached binary.
-
-    Same cache directory and locking as :func:`.snapd.build_snapdcheck`
-    (``$IOTSTORE_SNAPDCHECK_DIR`` or ``<repo>/conformance/.build``).
-    """
-    if build_dir is None:
-        env_dir = os.environ.get("IOTSTORE_SNAPDCHECK_DIR")
-        build_dir = Path(env_dir) if env_dir else REPO_ROOT / "conformance" / ".build"
-    cached = _built.get(build_dir)
-    if cached is not None and cached.exists():
-        return cached
-    go = _require_tooling()
-    sources = list(SOURCE_DIR.glob("*.go"))
-    if not sources:
-        raise SnapdToolingMissing(f"no Go sources in {SOURCE_DIR}")
-    newest = max(p.stat().st_mtime for p in sources)
-    build_dir.mkdir(parents=True, exist_ok=True)
-    binary = build_dir / "devicereg"
-    with (build_dir / "build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not binary.exists() or binary.stat().st_mtime < newest:
-            _go_build(go, binary)
-    _built[build_dir] = binary
-    return binary
-
-
-def _go_build(go: str, binary: Path) -> None:
-    env = dict(os.environ)
-    env.update(GO111MODULE="off", GOPATH=str(GOPATH), CGO_ENABLED="0", GOFLAGS="")
-    if "GOCACHE" not in env and "HOME" not in env and "XDG_CACHE_HOME" not in env:
-        env["GOCACHE"] = str(binary.parent / "go-cache")
-    tmp = binary.with_name(f".devicereg.{os.getpid()}.tmp")
-    cmd = [go, "build", "-tags", "nosecboot", "-o", str(tmp), "./conformance/devicereg"]
-    try:
-        proc = subprocess.run(
-            cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-            timeout=BUILD_TIMEOUT, check=False,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired as exc:
-        raise DeviceRegError(f"go build timed out after {BUILD_TIMEOUT}s", 2, "") from exc
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise DeviceRegError(
-            f"building devicereg failed ({' '.join(cmd)}):\n{proc.stderr}\n"
-            f"If a Go package is missing: apt-get install -y {DEBIAN_PACKAGES}",
-            proc.returncode,
-            proc.stderr,
-        )
-    tmp.replace(binary)
+    """Build ``conformance/devicereg`` if a source is newer than the cached binary."""
+    return build_conformance_program("devicereg", build_dir)
 
 
 class DeviceReg:

@@ -40,19 +40,16 @@ __all__ = [
     "DEBIAN_PACKAGES",
     "GOPATH",
     "REPO_ROOT",
-    "SOURCE_DIR",
     "SnapdCheck",
     "SnapdCheckError",
     "SnapdToolingMissing",
     "VerifyLine",
+    "build_conformance_program",
     "build_snapdcheck",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """Root of the iotstore checkout (``tests/conformance/`` is two levels down)."""
-
-SOURCE_DIR = REPO_ROOT / "conformance" / "snapdcheck"
-"""Go source of the snapdcheck program."""
 
 GOPATH = Path("/usr/share/gocode")
 """GOPATH tree shipped by Debian's Go library packages (snapd sources included)."""
@@ -134,19 +131,19 @@ def _require_tooling() -> str:
     return go
 
 
-def _newest_source_mtime() -> float:
-    sources = list(SOURCE_DIR.glob("*.go"))
+def _newest_source_mtime(source_dir: Path) -> float:
+    sources = list(source_dir.glob("*.go"))
     if not sources:
-        raise SnapdToolingMissing(f"no Go sources in {SOURCE_DIR}")
+        raise SnapdToolingMissing(f"no Go sources in {source_dir}")
     return max(p.stat().st_mtime for p in sources)
 
 
-_built: dict[Path, Path] = {}
-"""Binaries already checked in this process, by build directory."""
+_built: dict[tuple[str, Path], Path] = {}
+"""Binaries already checked in this process, by program and build directory."""
 
 
-def build_snapdcheck(build_dir: Path | None = None) -> Path:
-    """Build ``conformance/snapdcheck`` if needed and return the binary's path.
+def build_conformance_program(name: str, build_dir: Path | None = None) -> Path:
+    """Build ``conformance/NAME`` if needed and return the binary's path.
 
     The binary is cached in ``build_dir`` (default: ``$IOTSTORE_SNAPDCHECK_DIR``
     or ``<repo>/conformance/.build``) and rebuilt only when a ``.go`` source is
@@ -160,29 +157,35 @@ def build_snapdcheck(build_dir: Path | None = None) -> Path:
     if build_dir is None:
         env_dir = os.environ.get("IOTSTORE_SNAPDCHECK_DIR")
         build_dir = Path(env_dir) if env_dir else REPO_ROOT / "conformance" / ".build"
-    cached = _built.get(build_dir)
+    cached = _built.get((name, build_dir))
     if cached is not None and cached.exists():
         return cached
     go = _require_tooling()
     build_dir.mkdir(parents=True, exist_ok=True)
-    binary = build_dir / "snapdcheck"
+    binary = build_dir / name
+    newest = _newest_source_mtime(REPO_ROOT / "conformance" / name)
     with (build_dir / "build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not binary.exists() or binary.stat().st_mtime < _newest_source_mtime():
-            _go_build(go, binary)
-    _built[build_dir] = binary
+        if not binary.exists() or binary.stat().st_mtime < newest:
+            _go_build(go, name, binary)
+    _built[(name, build_dir)] = binary
     return binary
 
 
-def _go_build(go: str, binary: Path) -> None:
+def build_snapdcheck(build_dir: Path | None = None) -> Path:
+    """Build ``conformance/snapdcheck`` (see :func:`build_conformance_program`)."""
+    return build_conformance_program("snapdcheck", build_dir)
+
+
+def _go_build(go: str, name: str, binary: Path) -> None:
     env = dict(os.environ)
     env.update(GO111MODULE="off", GOPATH=str(GOPATH), CGO_ENABLED="0", GOFLAGS="")
     if "GOCACHE" not in env and "HOME" not in env and "XDG_CACHE_HOME" not in env:
         env["GOCACHE"] = str(binary.parent / "go-cache")
-    tmp = binary.with_name(f".snapdcheck.{os.getpid()}.tmp")
+    tmp = binary.with_name(f".{name}.{os.getpid()}.tmp")
     # GOPATH mode builds a directory outside GOPATH fine; the nosecboot tag
     # keeps snapd's TPM/secboot dependencies (not packaged) out of the build.
-    cmd = [go, "build", "-tags", "nosecboot", "-o", str(tmp), "./conformance/snapdcheck"]
+    cmd = [go, "build", "-tags", "nosecboot", "-o", str(tmp), f"./conformance/{name}"]
     try:
         proc = subprocess.run(
             cmd,
@@ -198,7 +201,7 @@ def _go_build(go: str, binary: Path) -> None:
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise SnapdCheckError(
-            f"building snapdcheck failed ({' '.join(cmd)}):\n{proc.stderr}\n"
+            f"building {name} failed ({' '.join(cmd)}):\n{proc.stderr}\n"
             "If a Go package is missing, install the Debian packages: "
             f"apt-get install -y {DEBIAN_PACKAGES}",
             proc.returncode,
