@@ -144,6 +144,19 @@ class BrandService:
             raise BrandNotFound(f"brand {account_id!r} has no key {name!r}")
         return key
 
+    def signer(self, account_id: str, name: str) -> asserts.PrivateKey:
+        """A signer for an active brand key held by the key store.
+
+        Raises :class:`BrandNotFound`, or :class:`AccountRuleViolation` for a key the
+        brand holds itself or one that is disabled or revoked.
+        """
+        key = self.key(account_id, name)
+        if key.keystore_name is None or key.state != "active":
+            raise AccountRuleViolation(
+                f"brand key {name!r} is not an active key held by iotstore", field="key"
+            )
+        return self._keystore.signer(key.keystore_name)
+
     def _check_key_name(self, account_id: str, name: str) -> None:
         if not asserts.KEY_NAME_RE.fullmatch(name) or len(name) > 64:
             raise AccountRuleViolation(

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from iotstore import asserts
 from iotstore.accounts.brands import BrandService
+from iotstore.accounts.errors import AccountRuleViolation
 from iotstore.accounts.models import BrandKey
 from iotstore.db import utcnow
 from iotstore.keystore import KeyStore
@@ -146,19 +147,21 @@ class VaultService:
         self, actor: Actor, brand_id: str, key_name: str, headers: dict[str, Any]
     ) -> DeviceModel:
         """Sign a model from JSON headers with a brand key held by the key store."""
-        key = self._brands.key(brand_id, key_name)
-        if key.keystore_name is None or key.state != "active":
-            raise VaultRuleViolation(
-                f"brand key {key_name!r} is not an active key held by iotstore", field="key"
-            )
+        signer = self._held_signer(brand_id, key_name)
         statement = {"series": "16", **headers, "authority-id": brand_id, "brand-id": brand_id}
         statement.setdefault("timestamp", asserts.format_time(utcnow()))
         try:
-            model = asserts.sign("model", statement, self._keystore.signer(key.keystore_name))
+            model = asserts.sign("model", statement, signer)
         except asserts.SigningError as e:
             raise VaultRuleViolation(str(e), field="headers") from e
         assert isinstance(model, asserts.Model)
         return self._accept_model(actor, brand_id, model)
+
+    def _held_signer(self, brand_id: str, key_name: str) -> asserts.PrivateKey:
+        try:
+            return self._brands.signer(brand_id, key_name)
+        except AccountRuleViolation as e:
+            raise VaultRuleViolation(e.message, field="key") from e
 
     def _accept_model(self, actor: Actor, brand_id: str, model: asserts.Model) -> DeviceModel:
         if model.brand_id != brand_id:
@@ -550,11 +553,7 @@ class VaultService:
         """A system-user assertion for the brand's models, signed by a held brand key."""
         for model in models:
             self.model(brand_id, model)  # only this brand's registered models
-        key = self._brands.key(brand_id, key_name)
-        if key.keystore_name is None or key.state != "active":
-            raise VaultRuleViolation(
-                f"brand key {key_name!r} is not an active held key", field="key"
-            )
+        signer = self._held_signer(brand_id, key_name)
         now = utcnow().replace(microsecond=0)
         headers: dict[str, object] = {
             "authority-id": brand_id,
@@ -578,7 +577,7 @@ class VaultService:
         except asserts.NotFoundError:
             pass
         try:
-            user = asserts.sign("system-user", headers, self._keystore.signer(key.keystore_name))
+            user = asserts.sign("system-user", headers, signer)
         except asserts.SigningError as e:
             raise VaultRuleViolation(str(e)) from e
         self._trust.add(user)
