@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -37,6 +37,7 @@ __all__ = [
 STORE_ID_RE = re.compile(r"[a-z0-9](?:-?[a-z0-9]){1,62}")
 SETTINGS = ("name", "private", "manual_review", "allow_inclusion", "offer_parent_catalogue")
 SUBSTORE_KINDS = ("product", "ecosystem")
+_Curation = TypeVar("_Curation", StoreInclude, StoreExclude)
 
 
 def store_dict(store: Store) -> dict[str, Any]:
@@ -240,6 +241,13 @@ class StoreService:
             store = self._session.get(Store, store.parent_id)
         return CatalogueScope(tuple(levels))
 
+    def _curation_row(
+        self, table: type[_Curation], store_id: str, snap_id: str
+    ) -> _Curation | None:
+        return self._session.scalars(
+            select(table).where(table.store_id == store_id, table.snap_id == snap_id)
+        ).first()
+
     def include(self, actor: Actor, store_id: str, snap_id: str, source_store_id: str) -> None:
         """Include a snap registered in ``source_store_id``, which must allow inclusion."""
         self.get(store_id)
@@ -251,11 +259,7 @@ class StoreService:
                 f"store {source.id!r} does not allow other stores to include its snaps",
                 field="snap-id",
             )
-        existing = self._session.scalars(
-            select(StoreInclude).where(
-                StoreInclude.store_id == store_id, StoreInclude.snap_id == snap_id
-            )
-        ).first()
+        existing = self._curation_row(StoreInclude, store_id, snap_id)
         if existing is None:
             self._session.add(
                 StoreInclude(store_id=store_id, snap_id=snap_id, source_store_id=source.id)
@@ -268,11 +272,7 @@ class StoreService:
 
     def uninclude(self, actor: Actor, store_id: str, snap_id: str) -> None:
         """Remove an include again."""
-        row = self._session.scalars(
-            select(StoreInclude).where(
-                StoreInclude.store_id == store_id, StoreInclude.snap_id == snap_id
-            )
-        ).first()
+        row = self._curation_row(StoreInclude, store_id, snap_id)
         if row is None:
             raise StoreNotFound(f"store {store_id!r} does not include {snap_id!r}")
         before = {"snap-id": snap_id, "source-store-id": row.source_store_id}
@@ -285,11 +285,7 @@ class StoreService:
     def exclude(self, actor: Actor, store_id: str, snap_id: str) -> None:
         """Hide a snap the parent's catalogue offers."""
         self.get(store_id)
-        existing = self._session.scalars(
-            select(StoreExclude).where(
-                StoreExclude.store_id == store_id, StoreExclude.snap_id == snap_id
-            )
-        ).first()
+        existing = self._curation_row(StoreExclude, store_id, snap_id)
         if existing is None:
             self._session.add(StoreExclude(store_id=store_id, snap_id=snap_id))
             self._session.flush()
@@ -300,11 +296,7 @@ class StoreService:
 
     def unexclude(self, actor: Actor, store_id: str, snap_id: str) -> None:
         """Show an excluded snap again."""
-        row = self._session.scalars(
-            select(StoreExclude).where(
-                StoreExclude.store_id == store_id, StoreExclude.snap_id == snap_id
-            )
-        ).first()
+        row = self._curation_row(StoreExclude, store_id, snap_id)
         if row is None:
             raise StoreNotFound(f"store {store_id!r} does not exclude {snap_id!r}")
         self._session.delete(row)
