@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from iotstore import asserts
 from iotstore.accounts.brands import BrandService
@@ -646,14 +646,9 @@ class VaultService:
         )
         if not models:
             return []
-        q = select(SigningLogEntry).where(SigningLogEntry.id > after_id)
-        q = q.where(
-            or_(
-                *(
-                    and_(SigningLogEntry.brand_id == m.brand_id, SigningLogEntry.model == m.name)
-                    for m in models
-                )
-            )
+        q = select(SigningLogEntry).where(
+            SigningLogEntry.id > after_id,
+            _of_models(SigningLogEntry.brand_id, SigningLogEntry.model, models),
         )
         if search:
             pattern = f"%{search}%"
@@ -663,6 +658,34 @@ class VaultService:
         if since:
             q = q.where(SigningLogEntry.at >= since)
         return list(self._session.scalars(q.order_by(SigningLogEntry.id).limit(limit)))
+
+    def devices(
+        self,
+        models: Iterable[DeviceModel],
+        *,
+        search: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Device]:
+        """Registered devices of the given models, by id, searchable by serial."""
+        models = list(models)
+        if not models:
+            return []
+        q = select(Device).where(
+            Device.id > after_id, _of_models(Device.brand_id, Device.model, models)
+        )
+        if search:
+            q = q.where(Device.serial.like(f"%{search}%"))
+        return list(self._session.scalars(q.order_by(Device.id).limit(limit)))
+
+
+def _of_models(
+    brand_column: InstrumentedAttribute[str],
+    model_column: InstrumentedAttribute[str],
+    models: list[DeviceModel],
+) -> ColumnElement[bool]:
+    """Rows (devices, log entries) that belong to one of ``models``."""
+    return or_(*(and_(brand_column == m.brand_id, model_column == m.name) for m in models))
 
 
 def _check_serial(serial: str) -> None:

@@ -10,11 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import Field
-from sqlalchemy import and_, or_, select
 
 from iotstore import asserts
 from iotstore.devices.errors import ModelNotFound, VaultRuleViolation
-from iotstore.devices.models import Device, DeviceModel, SigningLogEntry
+from iotstore.devices.models import DeviceModel, SigningLogEntry
 from iotstore.devices.services import VaultService, model_dict
 from iotstore.stores.permissions import Permission
 
@@ -327,16 +326,9 @@ def list_devices(
     limit: Limit = 100,
 ) -> dict[str, Any]:
     """Registered devices of models of this store and below."""
-    models = _models_below(ctx, store_id)
-    if not models:
-        return page([], None, limit)
-    q = select(Device).where(
-        Device.id > after,
-        or_(*(and_(Device.brand_id == m.brand_id, Device.model == m.name) for m in models)),
+    rows = vault_service(ctx).devices(
+        _models_below(ctx, store_id), search=search, after_id=after, limit=limit
     )
-    if search:
-        q = q.where(Device.serial.like(f"%{search}%"))
-    rows = list(ctx.session.scalars(q.order_by(Device.id).limit(limit)))
     items = [
         {
             "id": d.id, "brand-id": d.brand_id, "model": d.model, "serial": d.serial,
