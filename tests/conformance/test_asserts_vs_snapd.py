@@ -405,6 +405,14 @@ def test_we_accept_what_snapds_signer_makes(snapdcheck: SnapdCheck, chain: Chain
         }:
             continue
         try:
+            held = db.find(a.type_name, a.primary_key) if a.primary_key else None
+        except asserts.NotFoundError:
+            held = None
+        if held is not None and held.content == a.content:
+            # our own copy is stored already; its signature may carry another second
+            db.check(a)
+            continue
+        try:
             _accept(db, a)
         except (asserts.RevisionError, asserts.CheckError) as e:
             if "already the current revision" not in str(e):
