@@ -12,6 +12,7 @@ directory holds::
     root.assert       the trusted set devices must carry: root account + account-key
     iotstore.sqlite   the database (SQLite, WAL), unless IOTSTORE_DATABASE_URL is set
     outbox/           outgoing mail as .eml files (0600), unless an SMTP relay is set
+    blobs/            snap files, unless IOTSTORE_BLOB_BACKEND=s3
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from iotstore import asserts
 from iotstore.accounts import RootAuthority, adopt_root, create_root
+from iotstore.blobstore import BlobStore, blobstore_for
 from iotstore.db import SqlDatabase
 from iotstore.keystore import EncryptedKeyStore, KeyStore, MasterKey
 from iotstore.mail import DirectoryMailer, Mailer, SmtpMailer
@@ -78,6 +80,8 @@ class Deployment:
     secret: bytes
     # outgoing mail (invitations); tests may replace it
     mailer: Mailer
+    # snap files
+    blobs: BlobStore
 
     @staticmethod
     def _paths(data_dir: Path) -> tuple[Path, Path, Path, Path]:
@@ -180,7 +184,27 @@ class Deployment:
             database,
             _secret(data_dir, create=False),
             cls._mailer(data_dir, settings),
+            cls._blobs(data_dir, settings),
         )
+
+    @staticmethod
+    def _blobs(data_dir: Path, settings: Settings) -> BlobStore:
+        """Files under ``blobs/`` by default, else the configured S3 bucket."""
+        config = settings.blobs
+        if config.backend == "filesystem":
+            return blobstore_for("filesystem", root=data_dir / "blobs")
+        try:
+            return blobstore_for(
+                "s3",
+                endpoint_url=config.s3_endpoint_url,
+                bucket=config.s3_bucket,
+                access_key=config.s3_access_key,
+                secret_key=config.s3_secret_key,
+                region=config.s3_region,
+                public_endpoint_url=config.s3_public_endpoint_url,
+            )
+        except ValueError as e:
+            raise DeploymentError(f"blob store settings: {e}") from e
 
     @staticmethod
     def _mailer(data_dir: Path, settings: Settings) -> Mailer:

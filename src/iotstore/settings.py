@@ -10,8 +10,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-__all__ = ["OidcSettings", "Settings", "SettingsError", "SmtpSettings"]
+__all__ = ["BlobSettings", "OidcSettings", "Settings", "SettingsError", "SmtpSettings"]
 
 
 class SettingsError(Exception):
@@ -41,6 +42,20 @@ class OidcSettings:
 
 
 @dataclass(frozen=True)
+class BlobSettings:
+    """Where snap files live: files under the data directory, or S3-compatible storage."""
+
+    backend: Literal["filesystem", "s3"] = "filesystem"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = field(default=None, repr=False)
+    s3_region: str = "us-east-1"
+    # the address devices reach for presigned downloads, when it differs from the endpoint
+    s3_public_endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a deployment is configured with."""
 
@@ -53,6 +68,9 @@ class Settings:
     session_hours: int = 12
     invitation_days: int = 7
     development: bool = False
+    blobs: BlobSettings = field(default_factory=BlobSettings)
+    # largest snap an upload may carry (bytes)
+    max_snap_bytes: int = 4 * 1024**3
 
     @property
     def resolved_database_url(self) -> str:
@@ -87,8 +105,22 @@ class Settings:
         base_url = env.get("IOTSTORE_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             raise SettingsError("IOTSTORE_BASE_URL must be an http(s) URL")
+        backend = env.get("IOTSTORE_BLOB_BACKEND", "filesystem")
+        if backend not in {"filesystem", "s3"}:
+            raise SettingsError("IOTSTORE_BLOB_BACKEND must be 'filesystem' or 's3'")
+        blobs = BlobSettings(
+            backend="s3" if backend == "s3" else "filesystem",
+            s3_endpoint_url=env.get("IOTSTORE_S3_ENDPOINT_URL") or None,
+            s3_bucket=env.get("IOTSTORE_S3_BUCKET") or None,
+            s3_access_key=env.get("IOTSTORE_S3_ACCESS_KEY") or None,
+            s3_secret_key=env.get("IOTSTORE_S3_SECRET_KEY") or None,
+            s3_region=env.get("IOTSTORE_S3_REGION", "us-east-1"),
+            s3_public_endpoint_url=env.get("IOTSTORE_S3_PUBLIC_ENDPOINT_URL") or None,
+        )
         return cls(
             data_dir=data_dir,
+            blobs=blobs,
+            max_snap_bytes=_int(env, "IOTSTORE_MAX_SNAP_BYTES", 4 * 1024**3),
             base_url=base_url,
             database_url=env.get("IOTSTORE_DATABASE_URL") or None,
             smtp=smtp,
