@@ -455,3 +455,41 @@ def test_real_http_error_bodies(live_world: World) -> None:
     error_of(c.get("/api/v1/nothing-here", headers=admin.headers), 404)
     error_of(c.put("/api/v1/account", headers=admin.headers), 405)
     assert _ok(c.get(url, headers=admin.headers))["id"] == root  # still serving
+
+
+def test_brand_and_account_names_refuse_control_characters(world: World) -> None:
+    c, f = world.client, world.factory
+    operator = f.person(operator=True)
+
+    def post(path: str, body: dict[str, Any]) -> httpx.Response:
+        # json.dumps escapes what UTF-8 cannot carry (a lone surrogate becomes "\ud800")
+        headers = {**operator.headers, "Content-Type": "application/json"}
+        return c.post(path, content=json.dumps(body), headers=headers)
+
+    def brand(**changes: Any) -> httpx.Response:
+        body = {"username": unique("brand"), "display-name": "Acme", "store-id": unique("s")}
+        return post("/api/v1/brands", {**body, **changes})
+
+    bad = {
+        "NUL": "Acme\x00Devices",
+        "newline": "Acme\nDevices",
+        "escape": "Acme \x1b[31mred",
+        "DEL": "Acme\x7f",
+        "C1 control": "Acme\x85",
+        "line separator": "Acme\u2028",
+        "right-to-left override": "Acme \u202eseciveD",
+        "lone surrogate": "Acme \ud800",
+    }
+    for what, name in bad.items():
+        error = error_of(brand(**{"display-name": name}), 400)
+        assert error["field"] == "display-name", what
+        if what != "lone surrogate":  # pydantic refuses that one first: not a string
+            assert "control characters" in error["message"], (what, error)
+        error = error_of(brand(**{"store-name": name}), 400)
+        assert error["field"] == "store-name", what
+        account = {"email": f"{unique('p')}@example.com", "display-name": name}
+        error = error_of(post("/api/v1/accounts", account), 400)
+        assert error["field"] == "display-name", what
+    # letters of any script and emoji are names
+    made = _ok(brand(**{"display-name": "Acme Ünïcødé 設備 🚀"}), 201)
+    assert made["display-name"] == "Acme Ünïcødé 設備 🚀"

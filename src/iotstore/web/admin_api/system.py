@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from iotstore.accounts.brands import brand_dict
 from iotstore.accounts.services import account_dict
@@ -21,6 +22,26 @@ router = APIRouter(prefix="/api/v1", tags=["system"])
 Public = Annotated[RequestContext, Depends(require(Permission.PUBLIC))]
 Self = Annotated[RequestContext, Depends(require(Permission.ACCOUNT_SELF))]
 Operator = Annotated[RequestContext, Depends(require(Permission.BRANDS_CREATE))]
+
+# Bidirectional overrides and isolates: they make a name render as another (spoofing).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _printable_name(value: str) -> str:
+    """Refuse control characters in names people and devices are shown.
+
+    A display name goes into the brand's ``account`` assertion and onto
+    dashboards: NUL is refused by PostgreSQL but stored by SQLite, line breaks
+    and escapes garble listings and CSV exports, lone surrogates cannot be
+    encoded as UTF-8 at all.
+    """
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
+            raise ValueError(f"names must not contain control characters (found U+{ord(ch):04X})")
+    return value
+
+
+DisplayName = Annotated[str, Field(max_length=120), AfterValidator(_printable_name)]
 
 
 @router.get("/health")
@@ -54,7 +75,7 @@ class NewAccount(Body):
     """A local account created by an operator."""
 
     email: str = Field(max_length=254)
-    display_name: str = Field(max_length=120)
+    display_name: DisplayName
     password: str | None = Field(default=None, max_length=1024)
 
 
@@ -72,11 +93,11 @@ class NewBrand(Body):
     """A brand, its root store, and who administers it."""
 
     username: str = Field(max_length=28)
-    display_name: str = Field(max_length=120)
+    display_name: DisplayName
     account_id: str | None = Field(default=None, max_length=32)
     validation: str = Field(default="verified", max_length=16)
     store_id: str = Field(max_length=63)
-    store_name: str | None = Field(default=None, max_length=120)
+    store_name: DisplayName | None = None
     admin_email: str | None = Field(default=None, max_length=254)
 
 
