@@ -37,6 +37,7 @@ __all__ = [
     "InspectionLimits",
     "SnapMetadata",
     "inspect_snap",
+    "parse_snap_yaml",
 ]
 
 

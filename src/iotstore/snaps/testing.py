@@ -33,10 +33,20 @@ _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9.+~-]")
 _PAD_CHUNK = 1 << 20
 
 
-def mksquashfs(source: Path, output: Path, *, compression: str = "xz") -> Path:
+def mksquashfs(
+    source: Path,
+    output: Path,
+    *,
+    compression: str = "xz",
+    fragments: bool = False,
+    extra_args: Sequence[str] = (),
+) -> Path:
     """Pack the tree ``source`` into the squashfs file ``output`` with snapcraft's flags.
 
-    Returns ``output``. Raises ``subprocess.CalledProcessError`` if mksquashfs fails.
+    ``fragments=True`` drops ``-no-fragments`` (mksquashfs's default packing, which
+    older snaps used); ``extra_args`` go to mksquashfs as they are (``-noI`` keeps
+    metadata uncompressed, so tests can patch it). Returns ``output``. Raises
+    ``subprocess.CalledProcessError`` if mksquashfs fails.
     """
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
@@ -51,10 +61,11 @@ def mksquashfs(source: Path, output: Path, *, compression: str = "xz") -> Path:
             "-noappend",
             "-comp",
             compression,
-            "-no-fragments",
+            *([] if fragments else ["-no-fragments"]),
             "-no-progress",
             "-all-root",
             "-no-xattrs",
+            *extra_args,
         ],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -125,22 +136,38 @@ def build_snap(
         counter += 1
     # Claim the name now so parallel builders in the same directory never collide.
     output.touch(exist_ok=False)
-    with tempfile.TemporaryDirectory(prefix="snap-tree-", dir=directory) as scratch:
+    try:
+        _pack(
+            output,
+            snap_yaml(
+                name,
+                version,
+                snap_type=snap_type,
+                base=base,
+                architectures=architectures,
+                confinement=confinement,
+                grade=grade,
+                extra_yaml=extra_yaml,
+            ),
+            files or {},
+            padding,
+            compression,
+        )
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    return output
+
+
+def _pack(
+    output: Path, text: str, files: Mapping[str, bytes], padding: int, compression: str
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="snap-tree-", dir=output.parent) as scratch:
         tree = Path(scratch)
         meta = tree / "meta"
         meta.mkdir()
-        text = snap_yaml(
-            name,
-            version,
-            snap_type=snap_type,
-            base=base,
-            architectures=architectures,
-            confinement=confinement,
-            grade=grade,
-            extra_yaml=extra_yaml,
-        )
         (meta / "snap.yaml").write_text(text, encoding="utf-8")
-        for relative, content in (files or {}).items():
+        for relative, content in files.items():
             target = tree / relative
             if not target.resolve().is_relative_to(tree.resolve()):
                 raise ValueError(f"file path {relative!r} leaves the snap tree")
@@ -153,9 +180,4 @@ def build_snap(
                     chunk = min(remaining, _PAD_CHUNK)
                     out.write(os.urandom(chunk))
                     remaining -= chunk
-        try:
-            mksquashfs(tree, output, compression=compression)
-        except BaseException:
-            output.unlink(missing_ok=True)
-            raise
-    return output
+        mksquashfs(tree, output, compression=compression)
