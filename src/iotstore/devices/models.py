@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from iotstore.db import Base, TimestampMixin, utcnow
@@ -14,6 +15,9 @@ __all__ = [
     "ApiKey",
     "Device",
     "DeviceModel",
+    "DeviceSessionNonce",
+    "InventoryEntry",
+    "RefreshHistoryEntry",
     "RequestId",
     "SerialKey",
     "SigningLogEntry",
@@ -118,3 +122,57 @@ class SigningLogEntry(Base):
     address: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_signing_log_lookup", "brand_id", "model", "serial"),)
+
+
+# -- the device-facing store (device sessions, inventory) ---------------------------------
+
+
+class DeviceSessionNonce(Base):
+    """A nonce for a device-session-request: single use, short-lived."""
+
+    __tablename__ = "device_session_nonces"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class InventoryEntry(Base):
+    """What the store last heard from one serial: model, store and installed snaps."""
+
+    __tablename__ = "device_inventory"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    brand_id: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[str] = mapped_column(String(128))
+    store_id: Mapped[str] = mapped_column(String(64), index=True)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # [{"snap-id", "revision", "channel"}] from the last refresh context, sorted by snap-id
+    snaps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    __table_args__ = (UniqueConstraint("brand_id", "model", "serial"),)
+
+
+class RefreshHistoryEntry(Base):
+    """One revision change seen for a device: offered by the store, or installed (context)."""
+
+    __tablename__ = "refresh_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    brand_id: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[str] = mapped_column(String(128))
+    store_id: Mapped[str] = mapped_column(String(64))
+    snap_id: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(16))  # "offered" | "installed"
+    from_revision: Mapped[int | None] = mapped_column(default=None)
+    to_revision: Mapped[int]
+    channel: Mapped[str] = mapped_column(String(128), default="")
+
+    __table_args__ = (
+        Index("ix_refresh_history_snap", "snap_id", "to_revision"),
+        Index("ix_refresh_history_device", "brand_id", "model", "serial"),
+    )

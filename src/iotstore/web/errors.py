@@ -19,6 +19,8 @@ from iotstore.asserts import AssertsError
 from iotstore.db import ConflictError, DatabaseError, InvalidDataError
 from iotstore.keystore import KeyStoreError
 
+from .publisher_api._shape import is_publisher_path, publisher_error
+
 __all__ = ["error_response", "install_error_handlers"]
 
 log = logging.getLogger("iotstore.web")
@@ -40,6 +42,8 @@ _HTTP_CODES = {
 
 
 VAULT_PREFIX = "/serial-vault/"
+# snapd's store API (device-api.md): error-list bodies, exactly application/json
+DEVICE_PREFIXES = ("/api/v1/snaps/", "/v2/snaps/", "/v2/assertions/", "/v2/cohorts", "/download/")
 
 
 def error_response(
@@ -57,6 +61,18 @@ def error_response(
             },
             status_code=status,
         )
+    if path.startswith(DEVICE_PREFIXES):
+        # an expired or unverifiable device session makes snapd fetch a new one and retry
+        refresh = code == "device-authorization-needs-refresh"
+        return JSONResponse(
+            {"error-list": [{"code": code, "message": message}]},
+            status_code=status,
+            headers={"WWW-Authenticate": "Macaroon refresh_device_session=1" if refresh
+                     else "Macaroon"} if status == 401 else None,
+        )  # fmt: skip
+    if is_publisher_path(path):
+        # craft-store and snapcraft parse error_list (publisher_api/_shape.py)
+        return JSONResponse(publisher_error(code, message, path), status_code=status)
     body: dict[str, str] = {"code": code, "message": message}
     if field:
         body["field"] = field
@@ -83,7 +99,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         p for p in first.get("loc", ()) if isinstance(p, str) and p not in ("body", "query", "path")
     ]
     message = str(first.get("msg", "invalid request"))
-    return error_response(400, "invalid-input", message, ".".join(location) if location else None)
+    return error_response(
+        400, "invalid-input", message, ".".join(location) if location else None,
+        path=request.url.path,
+    )  # fmt: skip
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
