@@ -13,13 +13,8 @@ from iotstore.settings import Settings
 
 from . import device_api, device_service, signin
 from .admin_api import brands, invitations, members, stores, system, tokens, vault
-from .dashboard import install as install_dashboard
 from .errors import install_error_handlers
 from .limits import BodyLimit
-from .publisher_api import account as publisher_account
-from .publisher_api import snaps as publisher_snaps
-from .publisher_api import sso as publisher_sso
-from .publisher_api import storage as publisher_storage
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -53,17 +48,9 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
         signin,
         device_service,
         device_api,
-        publisher_sso,
-        publisher_storage,
-        publisher_snaps,
-        publisher_account,
     ):
         app.include_router(module.router)
-    install_dashboard(app)  # after the error handlers, which it wraps for browsers
-    # the snap upload streams into the blob store under its own limit (max_snap_bytes)
-    app.add_middleware(
-        BodyLimit, limit=settings.max_body_bytes, exempt=(publisher_storage.UPLOAD_PATH,)
-    )
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 
 
