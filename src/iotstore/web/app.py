@@ -13,6 +13,7 @@ from iotstore.settings import Settings
 
 from . import device_api, device_service, signin
 from .admin_api import brands, invitations, members, stores, system, tokens, vault
+from .admin_api import snaps as admin_snaps
 from .errors import install_error_handlers
 from .limits import BodyLimit
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
         brands,
         invitations,
         vault,
+        admin_snaps,
         signin,
         device_service,
         device_api,
