@@ -142,6 +142,9 @@ def error_of(response: httpx.Response, status: int | Collection[int]) -> dict[st
     )
     assert response.headers.get("content-type", "").startswith("application/json"), response.text
     body = response.json()
+    if isinstance(body, dict) and isinstance(body.get("error_list"), list) and body["error_list"]:
+        # the publisher API answers craft-store's shape: its first entry, same codes
+        body = {"error": body["error_list"][0]}
     assert isinstance(body, dict) and set(body) == {"error"}, body
     error = body["error"]
     assert isinstance(error, dict), body

@@ -16,6 +16,10 @@ from .admin_api import brands, invitations, members, stores, system, tokens, vau
 from .admin_api import snaps as admin_snaps
 from .errors import install_error_handlers
 from .limits import BodyLimit
+from .publisher_api import account as publisher_account
+from .publisher_api import snaps as publisher_snaps
+from .publisher_api import sso as publisher_sso
+from .publisher_api import storage as publisher_storage
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -50,9 +54,16 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
         signin,
         device_service,
         device_api,
+        publisher_sso,
+        publisher_storage,
+        publisher_snaps,
+        publisher_account,
     ):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # the snap upload streams into the blob store under its own limit (max_snap_bytes)
+    app.add_middleware(
+        BodyLimit, limit=settings.max_body_bytes, exempt=(publisher_storage.UPLOAD_PATH,)
+    )
     return app
 
 

@@ -20,6 +20,7 @@ from iotstore.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from iotstore.stores.permissions import ACCOUNT_PERMISSIONS, Permission
 
 from .context import Principal, RequestContext, request_context
+from .publisher_api import _macaroons as u1_macaroons
 
 __all__ = ["CSRF_HEADER", "SESSION_COOKIE", "authenticate", "authorize", "require"]
 
@@ -28,17 +29,22 @@ CSRF_HEADER = "x-csrf-token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _macaroon_from_header(value: str) -> str:
+def _macaroon_from_header(value: str, secret: bytes) -> str:
     scheme, _, rest = value.strip().partition(" ")
     rest = rest.strip()
     if scheme.lower() == "bearer" and rest:
         return rest
     if scheme.lower() == "macaroon":
         # snapcraft style: Macaroon root="...", possibly with discharges
+        parts: dict[str, str] = {}
         for part in rest.split(","):
             name, _, raw = part.strip().partition("=")
-            if name == "root" and raw:
-                return raw.strip('"')
+            parts.setdefault(name, raw.strip('"'))
+        if parts.get("root") and parts.get("discharge"):
+            # a login through the publisher API's SSO: it stands for one of our tokens
+            return u1_macaroons.unwrap(secret, parts["root"], parts["discharge"])
+        if parts.get("root"):
+            return parts["root"]
     raise Unauthenticated("unsupported Authorization header: use 'Bearer <token>'")
 
 
@@ -52,7 +58,7 @@ def authenticate(ctx: RequestContext) -> Principal:
     request = ctx.request
     header = request.headers.get("authorization")
     if header:
-        verified = ctx.tokens.verify(_macaroon_from_header(header))
+        verified = ctx.tokens.verify(_macaroon_from_header(header, ctx.deployment.secret))
         if request.method not in _SAFE_METHODS:
             ctx.tokens.mark_used(verified.token)
         return Principal(account=verified.account, token=verified)

@@ -19,6 +19,8 @@ from iotstore.asserts import AssertsError
 from iotstore.db import ConflictError, DatabaseError, InvalidDataError
 from iotstore.keystore import KeyStoreError
 
+from .publisher_api._shape import is_publisher_path, publisher_error
+
 __all__ = ["error_response", "install_error_handlers"]
 
 log = logging.getLogger("iotstore.web")
@@ -68,6 +70,9 @@ def error_response(
             headers={"WWW-Authenticate": "Macaroon refresh_device_session=1" if refresh
                      else "Macaroon"} if status == 401 else None,
         )  # fmt: skip
+    if is_publisher_path(path):
+        # craft-store and snapcraft parse error_list (publisher_api/_shape.py)
+        return JSONResponse(publisher_error(code, message, path), status_code=status)
     body: dict[str, str] = {"code": code, "message": message}
     if field:
         body["field"] = field
