@@ -266,7 +266,8 @@ class SquashfsImage:
             optional = label in {"export", "xattr"} or fragment_count == 0
             if optional and start == _NO_TABLE:
                 continue
-            if not directory_table < start < bytes_used:
+            # an empty directory table leaves the next table starting where it does
+            if not directory_table <= start < bytes_used:
                 raise _bad(f"the {label} table starts outside the image")
         if (root_inode >> 16) >= directory_table - inode_table or (
             root_inode & 0xFFFF
@@ -443,7 +444,7 @@ class SquashfsImage:
         # A directory's size counts 3 bytes more than its listing (for "." and "..").
         if size < 3:
             raise _bad(f"a directory has an impossible size {size}")
-        if start >= self._directory_table_end() - self._sb.directory_table:
+        if size > 3 and start >= self._directory_table_end() - self._sb.directory_table:
             raise _bad("a directory listing starts outside the directory table")
         return _Inode(
             inode_type=DIR, listing_block=start, listing_offset=offset, listing_size=size - 3
@@ -457,7 +458,7 @@ class SquashfsImage:
         later = [
             t
             for t in (sb.fragment_table, sb.export_table, sb.id_table, sb.xattr_table)
-            if sb.directory_table < t < sb.bytes_used
+            if sb.directory_table <= t < sb.bytes_used
         ]
         return min([*later, sb.bytes_used])
 

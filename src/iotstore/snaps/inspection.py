@@ -191,12 +191,12 @@ def inspect_snap(f: BinaryIO, *, limits: InspectionLimits = DEFAULT_LIMITS) -> S
                 meta_type = entry.entry_type
             elif entry.path == b"meta/snap.yaml":
                 snap_yaml_entry = entry
-        if meta_type is None or snap_yaml_entry is None:
-            raise InspectionError("no-snap-yaml", "the snap has no meta/snap.yaml")
-        if meta_type != DIR:
+        if meta_type is not None and meta_type != DIR:
             raise InspectionError(
                 "snap-yaml-not-file", "meta in the snap is not a directory (a symlink?)"
             )
+        if snap_yaml_entry is None:
+            raise InspectionError("no-snap-yaml", "the snap has no meta/snap.yaml")
         if snap_yaml_entry.entry_type != FILE:
             raise InspectionError(
                 "snap-yaml-not-file",
@@ -413,7 +413,7 @@ def _epoch_list(value: object) -> tuple[int, ...] | None:
 
 def _parse_epoch(value: object) -> Epoch:
     """snapd's Epoch.UnmarshalYAML + Validate: ``N``, ``N*`` or ``{read: [...], write: [...]}``."""
-    if value is None or value in {"", "0"}:
+    if value is None or (isinstance(value, str) and value in {"", "0"}):
         return Epoch()
     if isinstance(value, str):
         star = value.endswith("*")
