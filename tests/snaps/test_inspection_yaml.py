@@ -16,6 +16,15 @@ from iotstore.snaps.inspection import (
 )
 from iotstore.snaps.testing import build_snap
 
+
+class _Drop:
+    """Marks a key to remove; a fixed repr keeps test ids equal across xdist workers."""
+
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+_DROP = _Drop()
 BASE = {"name": "good-name", "version": "1.0", "summary": "s", "base": "core22"}
 
 
@@ -28,9 +37,6 @@ def document(**changes: object) -> bytes:
         else:
             doc[key] = value
     return yaml.safe_dump(doc).encode()
-
-
-_DROP = object()
 
 
 def code_of(content: bytes, limits: InspectionLimits | None = None) -> str:
