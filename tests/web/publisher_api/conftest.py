@@ -36,7 +36,12 @@ class PublisherServer(LiveServer):
         self, data_dir: Path, database_url: str, log_path: Path, env: Mapping[str, str]
     ) -> None:
         self._env = dict(env)
+        self._args = (data_dir, database_url, log_path)
         super().__init__(data_dir, database_url, log_path)
+
+    def restarted(self) -> PublisherServer:
+        """A new server on the same data directory, database and environment."""
+        return PublisherServer(*self._args, self._env)
 
     def _start(self, data_dir: Path, database_url: str) -> object:  # type: ignore[override]
         saved = {k: os.environ.get(k) for k in self._env}

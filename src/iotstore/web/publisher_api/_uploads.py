@@ -5,7 +5,7 @@ so it writes no database row: the id it answers with carries the blob's key,
 size, digest and time, sealed with an HMAC under the deployment secret. The
 first account to push it binds it (an ``Upload`` row); an id older than
 :data:`CLAIM_WINDOW` is refused, so blobs nobody claimed in time can be swept
-(:func:`referenced_blobs` with ``older_than`` above the window).
+(``UploadService.referenced_blob_keys`` with ``older_than`` above the window).
 """
 
 from __future__ import annotations
