@@ -1370,6 +1370,12 @@ def _resolved(
     )
 
 
+# module-level aliases: SQLAlchemy memoises their column adaptation and caches the
+# compiled statement, which keeps a refresh lookup cheap
+_CURRENT = aliased(Revision, name="current_revision")
+_PREVIOUS = aliased(Revision, name="previous_revision")
+
+
 class ChannelResolver:
     """Read-only answers for the device API: which revision a device gets."""
 
@@ -1409,8 +1415,7 @@ class ChannelResolver:
             return {}
         now = self._clock()
         snap_ids = sorted({r.snap_id for r in requests})
-        current = aliased(Revision)
-        previous = aliased(Revision)
+        current, previous = _CURRENT, _PREVIOUS
         q = (
             select(Snap, ChannelRelease, current, previous)
             .join(ChannelRelease, ChannelRelease.snap_id == Snap.snap_id)
