@@ -15,10 +15,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import Field
+from sqlalchemy import select
 
 from iotstore.errors import Forbidden, NotFound
-from iotstore.snaps.errors import SnapRuleViolation
-from iotstore.snaps.models import Collaborator, ReleaseEvent, Revision, Snap
+from iotstore.snaps.errors import SnapRuleViolation, UploadNotFound
+from iotstore.snaps.models import Collaborator, ReleaseEvent, Revision, Snap, Upload
 from iotstore.snaps.services import (
     Publishing,
     collaborator_permissions,
@@ -29,11 +30,15 @@ from iotstore.stores.permissions import Permission
 
 from ..auth import authenticate, authorize, require
 from ..context import RequestContext, request_context
+from ..publisher_api._uploads import open_upload_id
 from ._common import Body, Limit, page
 
 __all__ = ["publishing", "require_snap", "router"]
 
 router = APIRouter(prefix="/api/v1/stores/{store_id}", tags=["snaps"])
+
+# ids the anonymous storage endpoint hands out (web/publisher_api/_uploads.py)
+STORAGE_ID_PREFIX = "iu1."
 
 
 def require_snap(permission: Permission) -> Callable[..., Any]:
@@ -243,9 +248,10 @@ def get_revision(ctx: SnapView, store_id: str, snap_id: str, revision: int) -> d
 
 
 class Push(Body):
-    """An upload of the caller's to turn into the next revision."""
+    """An upload to turn into the next revision: the id ``/unscanned-upload/`` answered
+    (claimed by the caller now), or an upload the caller holds already."""
 
-    upload_id: str = Field(min_length=1, max_length=32)
+    upload_id: str = Field(min_length=1, max_length=1024)
     channels: list[str] = Field(default_factory=list, max_length=50)
 
 
@@ -253,7 +259,22 @@ class Push(Body):
 def push_revision(ctx: SnapUpload, store_id: str, snap_id: str, body: Push) -> dict[str, Any]:
     """Run the automated checks on an upload and make it a revision (or say why not)."""
     pub, snap = _snap(ctx, store_id, snap_id)
-    status = pub.revisions.push(ctx.actor, snap, body.upload_id, channels=body.channels)
+    pub.snaps.check(ctx.actor, snap, Permission.SNAP_UPLOAD)
+    upload_id = body.upload_id
+    account = ctx.principal.account
+    if upload_id.startswith(STORAGE_ID_PREFIX) and account is not None:
+        claimed = open_upload_id(ctx.deployment.secret, upload_id)
+        bound = ctx.session.scalars(
+            select(Upload).where(Upload.blob_key == claimed.info.key)
+        ).first()
+        if bound is not None and bound.account_id != account.id:
+            raise UploadNotFound("this upload was pushed by another account")
+        if bound is None:
+            if not ctx.deployment.blobs.exists(claimed.info.key):
+                raise UploadNotFound("the uploaded file is gone (expired): upload it again")
+            bound = pub.uploads.record(ctx.actor, account.id, claimed.info, claimed.filename)
+        upload_id = bound.id
+    status = pub.revisions.push(ctx.actor, snap, upload_id, channels=body.channels)
     return status.as_json()
 
 
