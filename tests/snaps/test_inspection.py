@@ -239,12 +239,14 @@ def test_multi_block_snap_yaml_and_extended_inodes(workdir: Path) -> None:
     assert inspect_bytes(data).snap_yaml.encode() == text
 
 
-def test_walk_agrees_with_pysquashfsimage(workdir: Path) -> None:
+@pytest.mark.parametrize(("compression", "width"), [("zstd", 5), ("xz", 100)])
+def test_walk_agrees_with_pysquashfsimage(workdir: Path, compression: str, width: int) -> None:
     # A second, independent reader lists the same tree and the same snap.yaml bytes.
+    # 1200 files: inodes and listings cross metadata blocks.
     files = {
-        f"d{i}/e{j}/f{k}": os.urandom(20) for i in range(3) for j in range(4) for k in range(5)
+        f"d{i}/e{j}/f{k}": os.urandom(20) for i in range(3) for j in range(4) for k in range(width)
     }
-    path = build_snap(workdir, "agree", files=files, compression="zstd")
+    path = build_snap(workdir, f"agree-{width}", files=files, compression=compression)
     limits = SquashfsLimits(1 << 30, 1 << 24, 10_000, 4096, 64, 60.0)
     with path.open("rb") as f:
         ours = {entry.path.decode() for entry in SquashfsImage(f, limits).walk()}
@@ -253,6 +255,22 @@ def test_walk_agrees_with_pysquashfsimage(workdir: Path) -> None:
         yaml_bytes = image.select("/meta/snap.yaml").read_bytes()
     assert ours == theirs
     assert inspect_bytes(path.read_bytes()).snap_yaml.encode() == yaml_bytes
+
+
+def test_metadata_reads_continue_across_a_block_end(workdir: Path) -> None:
+    # A read ending exactly at a metadata block's end must continue at the next block
+    # (a directory inode whose header fills a block did not, found by the benchmark).
+    path = build_snap(workdir, "blocks", files={f"f{i}": b"" for i in range(600)})
+    limits = SquashfsLimits(1 << 30, 1 << 24, 10_000, 4096, 64, 60.0)
+    with path.open("rb") as f:
+        image = SquashfsImage(f, limits)
+        start = superblock(path.read_bytes())["inode_table"]
+        end = superblock(path.read_bytes())["directory_table"]
+        for split in (1, 8, 16):
+            whole, _, _ = image._read_metadata(start, 8192 - split, 2 * split, end)
+            first, pos, offset = image._read_metadata(start, 8192 - split, split, end)
+            second, _, _ = image._read_metadata(pos, offset, split, end)
+            assert first + second == whole
 
 
 def test_error_kind_is_invalid_input(good: bytes) -> None:

@@ -395,6 +395,9 @@ class SquashfsImage:
             length -= take
             offset += take
             if not length:
+                # a read that ends a block continues at the start of the next one
+                if offset == len(data):
+                    return bytes(out), next_pos, 0
                 return bytes(out), pos, offset
             pos, offset = next_pos, 0
 
