@@ -13,6 +13,8 @@ from iotstore.keystore import KeyStoreError
 from iotstore.settings import SettingsError
 
 from . import assert_cmds, deploy_cmds, key_cmds, serve_cmd
+from . import snap as snap_cmds
+from ._store_client import StoreClientError
 
 app = typer.Typer(
     name="iotstore",
@@ -25,6 +27,7 @@ deploy_cmds.register(app)
 app.command("serve")(serve_cmd.serve)
 app.add_typer(assert_cmds.app, name="assert")
 app.add_typer(key_cmds.app, name="key")
+app.add_typer(snap_cmds.app, name="snap")
 
 # Failures a user can act on: one line on stderr, exit status 1, no traceback.
 _USER_ERRORS = (
@@ -33,6 +36,7 @@ _USER_ERRORS = (
     DeploymentError,
     RootAuthorityError,
     SettingsError,
+    StoreClientError,
     OSError,
     ValueError,
 )
