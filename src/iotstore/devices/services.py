@@ -18,20 +18,33 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from iotstore import asserts
 from iotstore.accounts.brands import BrandService
 from iotstore.accounts.errors import AccountRuleViolation
 from iotstore.accounts.models import BrandKey
-from iotstore.db import utcnow
+from iotstore.assertdb.models import StoredAssertion
+from iotstore.db import Base, utcnow
 from iotstore.keystore import KeyStore
 from iotstore.stores.audit import Actor, AuditLog
 from iotstore.stores.models import Store
 
+from ._signing import Enrolment, Signing, enrolment, signing_cache
 from .errors import (
     DeviceBlocked,
     InvalidApiKey,
@@ -61,6 +74,46 @@ MIN_DEVICE_KEY_BITS = 2048
 MAX_SERIAL_STREAM = 256 * 1024
 _SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
 _BODY_SERIAL_RE = re.compile(r"^serial:\s*['\"]?([^'\"\s]+)['\"]?\s*$", re.MULTILINE)
+
+
+# The registration path's statements, built once with bound parameters and run
+# on the session's connection (Core tables, no ORM unit of work): see _signing.py.
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+_requests = RequestId.__table__.c
+_SWEEP_REQUEST_IDS = delete(_table(RequestId)).where(_requests.expires_at < bindparam("now"))
+_INSERT_REQUEST_ID = insert(_table(RequestId))
+_CONSUME_REQUEST_ID = (
+    update(_table(RequestId))
+    .where(
+        _requests.id == bindparam("request_id"),
+        _requests.used_at.is_(None),
+        _requests.expires_at > bindparam("now"),
+    )
+    .values(used_at=bindparam("now"))
+)
+_devices = Device.__table__.c
+_FIND_DEVICE = select(
+    _devices.id, _devices.device_key_id, _devices.serial_revision, _devices.blocked
+).where(
+    _devices.brand_id == bindparam("brand_id"),
+    _devices.model == bindparam("model"),
+    _devices.serial == bindparam("serial"),
+)
+_INSERT_DEVICE = insert(_table(Device))
+_REBIND_DEVICE = (
+    update(_table(Device))
+    .where(_devices.id == bindparam("device_id"))
+    .values(device_key_id=bindparam("new_key_id"), serial_revision=bindparam("new_revision"))
+)
+_INSERT_ASSERTION = insert(_table(StoredAssertion))
+_INSERT_LOG_ENTRY = insert(_table(SigningLogEntry))
+_allowed = AllowedDevice.__table__.c
+_ALLOWED_KEY = select(_allowed.device_key_id).where(
+    _allowed.model_id == bindparam("model_id"), _allowed.serial == bindparam("serial")
+)
 
 
 def _hash(secret: str) -> str:
@@ -373,48 +426,42 @@ class VaultService:
 
     def new_request_id(self, api_key: str | None) -> str:
         """A fresh single-use request-id (the API key must be valid)."""
-        self._api_key(api_key)
+        self._enrolment(api_key)
         now = utcnow()
-        self._session.execute(delete(RequestId).where(RequestId.expires_at < now))
+        connection = self._session.connection()
+        # expired ids go on each call (as Canonical's vault does): one indexed DELETE
+        connection.execute(_SWEEP_REQUEST_IDS, {"now": now})
         value = secrets.token_urlsafe(32)
-        self._session.add(RequestId(id=value, expires_at=now + NONCE_LIFETIME))
-        self._session.flush()
+        connection.execute(
+            _INSERT_REQUEST_ID, {"id": value, "created_at": now, "expires_at": now + NONCE_LIFETIME}
+        )
         return value
 
-    def _api_key(self, api_key: str | None) -> ApiKey:
+    def _enrolment(self, api_key: str | None) -> Enrolment:
+        # One statement: the key, its model's policy, the active serial key and the
+        # revisions the signing cache is keyed by (see _signing.py).
         if not api_key:
             raise InvalidApiKey("missing api-key header")
-        if len(api_key) > 200:
+        found = enrolment(self._session, _hash(api_key)) if len(api_key) <= 200 else None
+        if found is None or found[0]:
             raise InvalidApiKey("unknown or revoked API key")
-        row = self._session.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(api_key))).first()
-        if row is None or row.revoked_at is not None:
-            raise InvalidApiKey("unknown or revoked API key")
-        return row
+        return found[1]
 
     def _consume_request_id(self, request_id: str) -> None:
         # One conditional UPDATE, not read-then-write: two registrations racing on
         # one request-id must not both see it unused (PostgreSQL, read committed).
         consumed = 0
         if len(request_id) <= 64:
-            now = utcnow()
-            result = self._session.execute(
-                update(RequestId)
-                .where(
-                    RequestId.id == request_id,
-                    RequestId.used_at.is_(None),
-                    RequestId.expires_at > now,
-                )
-                .values(used_at=now)
-                .execution_options(synchronize_session=False)
+            result = self._session.connection().execute(
+                _CONSUME_REQUEST_ID, {"request_id": request_id, "now": utcnow()}
             )
-            assert isinstance(result, CursorResult)
             consumed = result.rowcount
         if consumed != 1:
             raise InvalidNonce("request-id is invalid, expired or already used")
 
     def register(self, api_key: str | None, data: bytes, address: str | None) -> Registration:
         """Turn a device's serial-request (+ model) stream into a signed serial."""
-        key_row = self._api_key(api_key)
+        enrolled = self._enrolment(api_key)
         if len(data) > MAX_SERIAL_STREAM:
             raise InvalidSerialRequest("the request is too large")
         try:
@@ -432,14 +479,13 @@ class VaultService:
             raise InvalidSerialRequest(f"serial-request signature: {e}") from e
         if request.device_key.bits < MIN_DEVICE_KEY_BITS:
             raise InvalidSerialRequest(f"device keys must have at least {MIN_DEVICE_KEY_BITS} bits")
-        model_row = self._session.get(DeviceModel, key_row.model_id)
-        assert model_row is not None
-        if (request.brand_id, request.model) != (model_row.brand_id, model_row.name):
+        if (request.brand_id, request.model) != (enrolled.brand_id, enrolled.model):
             raise InvalidApiKey(
-                f"this API key is for {model_row.brand_id}/{model_row.name}, not "
+                f"this API key is for {enrolled.brand_id}/{enrolled.model}, not "
                 f"{request.brand_id}/{request.model}"
             )
-        model = self.model_assertion(model_row)
+        signing = signing_cache(self._keystore).get(enrolled, self._trust, self._keystore)
+        model = signing.model
         if len(members) == 2:
             sent = members[1]
             if not isinstance(sent, asserts.Model) or (sent.brand_id, sent.model) != (
@@ -455,31 +501,35 @@ class VaultService:
         self._consume_request_id(request.request_id)
         serial = request.serial or _serial_from_body(request.body) or str(uuid.uuid4())
         _check_serial(serial)
-        self._check_allowed(model_row, serial, request.device_key.id)
-        return self._issue(model_row, request, serial, address)
+        self._check_allowed(enrolled, serial, request.device_key.id)
+        return self._issue(enrolled, signing, request, serial, address)
 
-    def _check_allowed(self, model: DeviceModel, serial: str, key_id: str) -> None:
+    def _check_allowed(self, model: Enrolment, serial: str, key_id: str) -> None:
         if model.open_enrolment and not model.require_key_allowlist:
             return
-        entry = self._session.scalars(
-            select(AllowedDevice).where(
-                AllowedDevice.model_id == model.id, AllowedDevice.serial == serial
-            )
-        ).first()
+        entry = (
+            self._session.connection()
+            .execute(_ALLOWED_KEY, {"model_id": model.model_id, "serial": serial})
+            .first()
+        )
         if entry is None:
             raise NotPreauthorised(f"serial {serial!r} is not pre-authorised for this model")
-        if (model.require_key_allowlist or entry.device_key_id) and entry.device_key_id != key_id:
+        allowed_key = entry[0]
+        if (model.require_key_allowlist or allowed_key) and allowed_key != key_id:
             raise NotPreauthorised("this device key is not pre-authorised for that serial")
 
     def _issue(
-        self, model: DeviceModel, request: asserts.SerialRequest, serial: str, address: str | None
+        self,
+        model: Enrolment,
+        signing: Signing,
+        request: asserts.SerialRequest,
+        serial: str,
+        address: str | None,
     ) -> Registration:
-        device = self._session.scalars(
-            select(Device).where(
-                Device.brand_id == model.brand_id,
-                Device.model == model.name,
-                Device.serial == serial,
-            )
+        # Columns, not ORM objects: the hot path builds no identity map (see the benchmark).
+        connection = self._session.connection()
+        device = connection.execute(
+            _FIND_DEVICE, {"brand_id": model.brand_id, "model": model.model, "serial": serial}
         ).first()
         revision = 0
         if device is not None:
@@ -487,7 +537,7 @@ class VaultService:
                 raise DeviceBlocked(f"device {serial!r} is blocked")
             if device.device_key_id == request.device_key.id:
                 # a device retrying after a lost answer: same serial, same bytes
-                existing = self._trust.find("serial", (model.brand_id, model.name, serial))
+                existing = self._trust.find("serial", (model.brand_id, model.model, serial))
                 assert isinstance(existing, asserts.Serial)
                 return Registration(existing, self._chain(existing))
             if device.device_key_id != RELEASED and not model.allow_reregistration:
@@ -496,37 +546,68 @@ class VaultService:
                     "can release it"
                 )
             revision = device.serial_revision + 1
-        signer_key = self.active_serial_key(model)
-        assert signer_key.keystore_name is not None
+        if signing.signer is None or signing.account_key is None:
+            raise ModelNotFound(
+                f"model {model.brand_id}/{model.model} has no active serial signing key"
+            )
+        now = utcnow()
+        if not signing.account_key.validity.contains(now):
+            raise ModelNotFound(
+                f"the serial key of {model.brand_id}/{model.model} is not valid now"
+            )
         headers: dict[str, object] = {
             "authority-id": model.brand_id,
             "brand-id": model.brand_id,
-            "model": model.name,
+            "model": model.model,
             "serial": serial,
             "device-key": request.device_key.encoded,
             "device-key-sha3-384": request.device_key.id,
-            "timestamp": asserts.format_time(utcnow()),
+            "timestamp": asserts.format_time(now),
         }
         if revision:
             headers["revision"] = str(revision)
-        signed = asserts.sign("serial", headers, self._keystore.signer(signer_key.keystore_name))
+        signed = asserts.sign("serial", headers, signing.signer)
         assert isinstance(signed, asserts.Serial)
-        self._trust.add(signed)
+        # Stored without Database.add's re-check: the serial was signed a moment ago
+        # by the active key, whose account-key (cached, revision-checked) is valid
+        # now, and the authority is the brand. The revision follows the device row;
+        # the table's unique (type, key, revision) refuses a concurrent duplicate.
+        connection.execute(
+            _INSERT_ASSERTION,
+            {
+                "type_name": "serial",
+                "primary_key": "/".join(signed.primary_key),
+                "revision": signed.revision,
+                "format": signed.format,
+                "data": signed.to_bytes(),
+                "string_headers": {k: v for k, v in signed.headers.items() if isinstance(v, str)},
+                "created_at": now,
+            },
+        )
+        key_id = request.device_key.id
         if device is None:
-            device = Device(brand_id=model.brand_id, model=model.name, serial=serial,
-                            device_key_id=request.device_key.id)  # fmt: skip
-            self._session.add(device)
-        device.device_key_id = request.device_key.id
-        device.serial_revision = revision
-        self._session.add(
-            SigningLogEntry(
-                brand_id=model.brand_id, model=model.name, serial=serial,
-                device_key_id=request.device_key.id, revision=revision,
-                sign_key_id=signer_key.key_id, address=address,
+            connection.execute(
+                _INSERT_DEVICE,
+                {
+                    "brand_id": model.brand_id, "model": model.model, "serial": serial,
+                    "device_key_id": key_id, "serial_revision": revision, "blocked": False,
+                    "created_at": now,
+                },
+            )  # fmt: skip
+        else:
+            connection.execute(
+                _REBIND_DEVICE,
+                {"device_id": device.id, "new_key_id": key_id, "new_revision": revision},
             )
+        connection.execute(
+            _INSERT_LOG_ENTRY,
+            {
+                "at": now, "brand_id": model.brand_id, "model": model.model, "serial": serial,
+                "device_key_id": key_id, "revision": revision,
+                "sign_key_id": signing.account_key.key_id, "address": address,
+            },
         )  # fmt: skip
-        self._session.flush()
-        return Registration(signed, self._chain(signed))
+        return Registration(signed, signing.chain)
 
     def _chain(self, serial: asserts.Serial) -> list[asserts.Assertion]:
         key = self._trust.find("account-key", (serial.sign_key_id,))
