@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from iotstore import asserts
 from iotstore.deployment import Deployment
 from iotstore.snaps.services import Publishing
 from iotstore.snaps.testing import build_snap
@@ -33,6 +34,21 @@ class Publisher:
     def _publishing(self, session: Any) -> Publishing:
         d = self.deployment
         return Publishing(session, keystore=d.keystore, root=d.root, blobs=d.blobs)
+
+    def adopt(self, snap_id: str, name: str, tracks: Sequence[str] = ()) -> None:
+        """Publish into a snap registered elsewhere (the demo's), signing its declaration
+        if it has none, and creating ``tracks``."""
+        self.names[snap_id] = name
+        with self.deployment.database.unit_of_work() as session:
+            publishing = self._publishing(session)
+            snap = publishing.snaps.get(snap_id)
+            try:
+                publishing.snaps.declaration(snap)
+            except asserts.NotFoundError:  # the demo seeds bare rows
+                publishing.snaps.update_declaration(self.actor, snap, {})
+            for track in tracks:
+                if track not in publishing.snaps.tracks(snap):
+                    publishing.snaps.create_track(self.actor, snap, track)
 
     def register(
         self, store_id: str, name: str, *, snap_type: str = "app", private: bool = False
@@ -57,6 +73,17 @@ class Publisher:
         """Build, upload, push and release a new revision; returns its number."""
         name = self.names[snap_id]
         path = build_snap(self.workdir, name, version, **build)
+        return self.push_file(snap_id, path, channels, progressive=progressive)
+
+    def push_file(
+        self,
+        snap_id: str,
+        path: Path,
+        channels: Sequence[str] = ("stable",),
+        *,
+        progressive: float | None = None,
+    ) -> int:
+        """Upload, push and release a snap file built elsewhere; returns the revision."""
         blob = self.deployment.blobs.put_file(path)
         with self.deployment.database.unit_of_work() as session:
             publishing = self._publishing(session)
