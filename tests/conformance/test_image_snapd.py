@@ -1,4 +1,4 @@
-"""snapd's image builder (``image.Prepare``, 2.57.6) prepares a core22 image from ``iotstore serve``.
+"""snapd's image builder (``image.Prepare``, 2.57.6) makes a core22 image from ``iotstore serve``.
 
 ``conformance/imagebuild`` runs the code behind ``snap prepare-image`` with
 only the deployment's root trusted, against a live server holding a
