@@ -260,12 +260,21 @@ def test_walk_agrees_with_pysquashfsimage(workdir: Path, compression: str, width
 def test_metadata_reads_continue_across_a_block_end(workdir: Path) -> None:
     # A read ending exactly at a metadata block's end must continue at the next block
     # (a directory inode whose header fills a block did not, found by the benchmark).
-    path = build_snap(workdir, "blocks", files={f"f{i}": b"" for i in range(600)})
+    path = build_snap(workdir, "blocks", files={f"file-{i}": b"" for i in range(1000)})
+    data = path.read_bytes()
+    # 1000 entries: a listing over 8 KiB with several headers, so the root is an
+    # extended directory inode (type 8) with an index.
+    assert inspect_bytes(data).name == "blocks"
     limits = SquashfsLimits(1 << 30, 1 << 24, 10_000, 4096, 64, 60.0)
     with path.open("rb") as f:
         image = SquashfsImage(f, limits)
-        start = superblock(path.read_bytes())["inode_table"]
-        end = superblock(path.read_bytes())["directory_table"]
+        sb = superblock(data)
+        start, end = sb["inode_table"], sb["directory_table"]
+        root, _, _ = image._read_metadata(
+            start + (sb["root_inode"] >> 16), sb["root_inode"] & 0xFFFF, 2, end
+        )
+        assert struct.unpack("<H", root)[0] == 8
+        assert sum(1 for _ in image.walk()) == 1002
         for split in (1, 8, 16):
             whole, _, _ = image._read_metadata(start, 8192 - split, 2 * split, end)
             first, pos, offset = image._read_metadata(start, 8192 - split, split, end)
