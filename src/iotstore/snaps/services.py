@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from iotstore import asserts
 from iotstore.accounts.models import Account
@@ -1013,7 +1013,8 @@ class ReleaseService:
 
     def _channel(self, snap: Snap, text: str) -> Channel:
         channel = parse_channel(text, snap.default_track)
-        if channel.track not in self._snaps.tracks(snap):
+        # "latest" always exists: no lookup for the common case
+        if channel.track != DEFAULT_TRACK and channel.track not in self._snaps.tracks(snap):
             raise ChannelError(
                 f"{snap.name!r} has no track {channel.track!r}; create it first",
                 field="channels",
@@ -1370,12 +1371,6 @@ def _resolved(
     )
 
 
-# module-level aliases: SQLAlchemy memoises their column adaptation and caches the
-# compiled statement, which keeps a refresh lookup cheap
-_CURRENT = aliased(Revision, name="current_revision")
-_PREVIOUS = aliased(Revision, name="previous_revision")
-
-
 class ChannelResolver:
     """Read-only answers for the device API: which revision a device gets."""
 
@@ -1404,23 +1399,33 @@ class ChannelResolver:
     ) -> dict[str, ResolvedRevision]:
         """For each request, the revision the device should have, by request key.
 
-        One query reads every channel of every requested snap for the
-        architecture (and ``all``), with both revisions of a progressive release;
-        the fallback (branch -> risk -> more stable risks, expired branches
-        closed) and the device's progressive bucket are applied here. A snap
-        outside ``scope``, or with nothing released where the device looks, is
-        absent from the result.
+        The first query reads, as plain columns, every channel of every
+        requested snap for the architecture (and ``all``); the fallback (branch
+        -> risk -> more stable risks, expired branches closed) and the device's
+        progressive bucket are applied here; the second query loads only the
+        revisions chosen. A snap outside ``scope``, or with nothing released
+        where the device looks, is absent from the result.
         """
         if not requests:
             return {}
         now = self._clock()
         snap_ids = sorted({r.snap_id for r in requests})
-        current, previous = _CURRENT, _PREVIOUS
         q = (
-            select(Snap, ChannelRelease, current, previous)
+            select(
+                Snap.snap_id,
+                Snap.default_track,
+                ChannelRelease.architecture,
+                ChannelRelease.track,
+                ChannelRelease.risk,
+                ChannelRelease.branch,
+                ChannelRelease.expires_at,
+                ChannelRelease.progressive_percentage,
+                ChannelRelease.revision_id,
+                ChannelRelease.previous_revision_id,
+                Revision.revision,
+            )
             .join(ChannelRelease, ChannelRelease.snap_id == Snap.snap_id)
-            .join(current, current.id == ChannelRelease.revision_id)
-            .outerjoin(previous, previous.id == ChannelRelease.previous_revision_id)
+            .join(Revision, Revision.id == ChannelRelease.revision_id)
             .where(
                 Snap.snap_id.in_(snap_ids),
                 ChannelRelease.architecture.in_([architecture, "all"]),
@@ -1428,49 +1433,54 @@ class ChannelResolver:
         )
         if scope is not None:
             q = q.where(scope.sql_filter(Snap.store_id, Snap.snap_id))
-        snaps: dict[str, Snap] = {}
-        table: dict[tuple[str, Channel], tuple[ChannelRelease, Revision, Revision | None]] = {}
-        for snap, row, rev, before in self._session.execute(q).all():
-            snaps[snap.snap_id] = snap
+        default_tracks: dict[str, str | None] = {}
+        table: dict[tuple[str, Channel], Any] = {}
+        for row in self._session.execute(q):
+            default_tracks[row.snap_id] = row.default_track
             if row.expires_at is not None and row.expires_at <= now:
                 continue
-            ch = Channel(row.track, row.risk, row.branch)
+            where = (row.snap_id, Channel(row.track, row.risk, row.branch))
             # an architecture-specific release wins over an "all" one
-            if (snap.snap_id, ch) not in table or row.architecture == architecture:
-                table[(snap.snap_id, ch)] = (row, rev, before)
-        out: dict[str, ResolvedRevision] = {}
-        pinned = [r for r in requests if r.revision is not None]
+            if where not in table or row.architecture == architecture:
+                table[where] = row
+        chosen: dict[str, tuple[int, Channel, str | None]] = {}
         for request in requests:
-            if request.revision is not None:
+            if request.revision is not None or request.snap_id not in default_tracks:
                 continue
-            found_snap = snaps.get(request.snap_id)
-            if found_snap is None:
-                continue
-            snap = found_snap
+            default_track = default_tracks[request.snap_id]
             # "2.0", "2.0/beta": a track is named; "beta", "beta/fix": the default applies
             named_track = request.channel is not None and request.channel.split("/")[0] not in RISKS
             try:
-                channel = parse_channel(request.channel or "stable", snap.default_track)
+                channel = parse_channel(request.channel or "stable", default_track)
             except ChannelError:
                 continue
-            redirect = None
-            if not named_track and snap.default_track:
-                redirect = channel.name
+            redirect = channel.name if not named_track and default_track else None
             for candidate in fallback_chain(channel):
-                found = table.get((snap.snap_id, candidate))
+                found = table.get((request.snap_id, candidate))
                 if found is None:
                     continue
-                row, target, prev = found
-                served: Revision | None = target
-                if row.progressive_percentage is not None and (
-                    progressive_bucket(snap.snap_id, target.revision, device_key)
-                    >= row.progressive_percentage
+                served: int | None = found.revision_id
+                if found.progressive_percentage is not None and (
+                    progressive_bucket(request.snap_id, found.revision, device_key)
+                    >= found.progressive_percentage
                 ):
-                    served = prev  # not chosen yet: the revision before the rollout
+                    served = found.previous_revision_id  # not chosen yet: the one before
                 if served is None:
                     continue
-                out[request.key] = _resolved(request.key, snap, served, candidate, redirect)
+                chosen[request.key] = (served, candidate, redirect)
                 break
+        out: dict[str, ResolvedRevision] = {}
+        if chosen:
+            rows = self._session.execute(
+                select(Snap, Revision)
+                .join(Revision, Revision.snap_id == Snap.snap_id)
+                .where(Revision.id.in_(sorted({rid for rid, _, _ in chosen.values()})))
+            ).all()
+            by_id = {rev.id: (snap, rev) for snap, rev in rows}
+            for key, (rid, channel, redirect) in chosen.items():
+                snap, rev = by_id[rid]
+                out[key] = _resolved(key, snap, rev, channel, redirect)
+        pinned = [r for r in requests if r.revision is not None]
         if pinned:
             out.update(self._pinned(pinned, architecture, scope))
         return out
