@@ -58,6 +58,7 @@ SUPPORTED_COMPRESSIONS = frozenset({"gzip", "lzo", "xz", "zstd"})
 _XZ_MEMLIMIT = 32 << 20
 _ZSTD_MAX_WINDOW = 8 << 20
 _READ_WINDOW = 64 << 10
+_WINDOWS = 8
 _BLOCK_CACHE = 256
 
 
@@ -138,13 +139,17 @@ def _show(path: bytes) -> str:
 
 
 class _Source:
-    """Exact reads at absolute offsets, through one read-ahead window."""
+    """Exact reads at absolute offsets, through a few read-ahead windows.
+
+    The tree walk alternates between the directory table and the inode table,
+    so several windows stay open: over a ranged S3 reader each miss is a GET.
+    """
 
     def __init__(self, f: BinaryIO) -> None:
         self._f = f
         self.size = f.seek(0, 2)
-        self._window_start = 0
-        self._window = b""
+        self._windows: OrderedDict[int, bytes] = OrderedDict()
+        self.reads = 0
 
     def read_at(self, pos: int, length: int) -> bytes:
         end = pos + length
@@ -153,17 +158,20 @@ class _Source:
                 "truncated",
                 f"the file ends at byte {self.size}, but the image needs bytes up to {end}",
             )
-        window_end = self._window_start + len(self._window)
-        if self._window_start <= pos and end <= window_end:
-            start = pos - self._window_start
-            return self._window[start : start + length]
+        for start, window in self._windows.items():
+            if start <= pos and end <= start + len(window):
+                self._windows.move_to_end(start)
+                return window[pos - start : end - start]
         if length >= _READ_WINDOW:
             return self._read(pos, length)
-        self._window_start = pos
-        self._window = self._read(pos, min(_READ_WINDOW, self.size - pos))
-        return self._window[:length]
+        window = self._read(pos, min(_READ_WINDOW, self.size - pos))
+        self._windows[pos] = window
+        if len(self._windows) > _WINDOWS:
+            self._windows.popitem(last=False)
+        return window[:length]
 
     def _read(self, pos: int, length: int) -> bytes:
+        self.reads += 1
         self._f.seek(pos)
         chunks = []
         remaining = length
