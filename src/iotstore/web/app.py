@@ -14,6 +14,7 @@ from iotstore.settings import Settings
 from . import device_api, device_service, signin
 from .admin_api import brands, invitations, members, stores, system, tokens, vault
 from .admin_api import snaps as admin_snaps
+from .dashboard import install as install_dashboard
 from .errors import install_error_handlers
 from .limits import BodyLimit
 from .publisher_api import account as publisher_account
@@ -60,6 +61,7 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
         publisher_account,
     ):
         app.include_router(module.router)
+    install_dashboard(app)  # after the error handlers, which it wraps for browsers
     # the snap upload streams into the blob store under its own limit (max_snap_bytes)
     app.add_middleware(
         BodyLimit, limit=settings.max_body_bytes, exempt=(publisher_storage.UPLOAD_PATH,)
