@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -118,7 +119,10 @@ def main() -> None:
             extra_yaml={"apps": {"big-snap": {"command": "bin/run", "daemon": "simple"}}},
             padding=args.mib * MiB,
         )
-        files = {f"d{i // 1000}/e{i // 50 % 20}/file-{i}": b"x" * 100 for i in range(args.files)}
+        # distinct random contents: mksquashfs would fold identical files into one
+        files = {
+            f"d{i // 1000}/e{i // 50 % 20}/file-{i}": os.urandom(1000) for i in range(args.files)
+        }
         wide = build_snap(work, "wide-snap", files=files)
         measure(f"big snap ({args.mib} MiB padding)", big, args.rounds)
         measure(f"wide snap ({args.files} files)", wide, args.rounds)
