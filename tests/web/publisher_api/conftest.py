@@ -55,6 +55,11 @@ class PublisherServer(LiveServer):
                 else:
                     os.environ[k] = v
 
+    @property
+    def pid(self) -> int:
+        """The server process (granian's; its worker is a child)."""
+        return self._process.pid
+
     def kill(self) -> None:
         """SIGKILL the server: no clean-up of any kind runs."""
         self._process.kill()

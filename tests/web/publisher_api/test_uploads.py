@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchmarks.upload_bench import MiB, measure
 
 from iotstore.snaps.testing import build_snap
 from tests.web._support import Person, bearer, unique
@@ -188,3 +189,12 @@ def _half(content: bytes) -> bytes:
     # cut inside the image (mksquashfs pads the file to 4 KiB: cut before bytes_used)
     used = int.from_bytes(content[40:48], "little")
     return content[: used // 2]
+
+
+def test_upload_benchmark_measures_against_the_live_server(publisher: Publisher) -> None:
+    # benchmarks/upload_bench.py's measurement, small: figures come out, nothing is timed
+    figures = measure(publisher.server.port, publisher.server.pid, 4 * MiB)
+    assert figures.size == 4 * MiB
+    assert figures.upload_seconds > 0 and figures.hash_seconds > 0
+    assert figures.rss_growth >= 0
+    assert "ratio" in figures.report()
