@@ -12,6 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from iotstore.snaps._squashfs import SquashfsImage, SquashfsLimits
 from iotstore.snaps.inspection import (
     ARCHITECTURES,
     Epoch,
@@ -240,3 +241,43 @@ def test_valid_metadata_round_trips(
         snap_yaml=meta.snap_yaml,
         compression=compression,
     )
+
+
+names_in_tree = st.text(
+    st.characters(codec="utf-8", exclude_characters="/\x00", exclude_categories=["Cs"]),
+    min_size=1,
+    max_size=20,
+).filter(lambda n: n not in {".", ".."})
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    paths=st.lists(st.lists(names_in_tree, min_size=1, max_size=4), min_size=1, max_size=60),
+    fragments=st.booleans(),
+)
+def test_walk_lists_exactly_the_tree(paths: list[list[str]], fragments: bool) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "tree"
+        (root / "meta").mkdir(parents=True)
+        (root / "meta" / "snap.yaml").write_bytes(b"name: tree-snap\nversion: '1'\n")
+        for parts in paths:
+            target = root.joinpath(*parts)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes("/".join(parts).encode())
+            except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                continue  # a name already used as a file or a directory
+        expected = {
+            str(p.relative_to(root)).encode("utf-8", "surrogateescape") for p in root.rglob("*")
+        }
+        packed = mksquashfs(root, Path(scratch) / "t.snap", fragments=fragments)
+        limits = SquashfsLimits(1 << 30, 1 << 24, 10_000, 4096, 64, 60.0)
+        with packed.open("rb") as f:
+            image = SquashfsImage(f, limits)
+            entries = list(image.walk())
+            assert {e.path for e in entries} == expected
+            for entry in entries:
+                if entry.entry_type == 2 and entry.path != b"meta/snap.yaml":
+                    assert image.read_file(entry, 1 << 20) == entry.path
+        with packed.open("rb") as f:
+            assert inspect_snap(f).name == "tree-snap"
