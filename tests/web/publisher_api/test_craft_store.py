@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ import pytest
 from craft_store import endpoints
 from craft_store.errors import StoreServerError
 
+from iotstore import asserts
+from iotstore.asserts.testing import fixed_key
 from iotstore.snaps.testing import build_snap
 from tests.web._support import PASSWORD, unique
 
@@ -279,3 +282,43 @@ def test_restricted_login_only_reaches_its_snaps_and_channels(
             restricted.request("POST", p.url + "/dev/api/snap-release/", json=body)
         assert raised.value.response.status_code == 403
     restricted.logout()
+
+
+def test_register_key_as_snapcraft_does(publisher: Publisher) -> None:
+    p = publisher
+    client, _ = login(p.url, p.other.email, permissions=["modify_account_key"], ttl=86400)
+    account_id = client.request("GET", p.url + "/dev/api/account").json()["account_id"]
+    key = fixed_key("vault")
+    request = asserts.sign(
+        "account-key-request",
+        {
+            "account-id": account_id,
+            "name": "my-key",
+            "public-key-sha3-384": key.public_key.id,
+            "since": asserts.format_time(datetime.now(UTC) - timedelta(minutes=1)),
+        },
+        key,
+        key.public_key.encoded,
+    )
+    client.request(
+        "POST",
+        p.url + "/dev/api/account/account-key",
+        json={"account_key_request": request.to_bytes().decode()},
+    )
+    account = client.request("GET", p.url + "/dev/api/account").json()
+    assert account["account_keys"] == account["account-keys"]
+    (listed,) = account["account_keys"]
+    assert listed["name"] == "my-key" and listed["public-key-sha3-384"] == key.public_key.id
+    with pytest.raises(StoreServerError) as raised:  # once
+        client.request(
+            "POST",
+            p.url + "/dev/api/account/account-key",
+            json={"account_key_request": request.to_bytes().decode()},
+        )
+    assert raised.value.response.status_code == 409
+    with pytest.raises(StoreServerError) as raised:  # not a request at all
+        client.request(
+            "POST", p.url + "/dev/api/account/account-key", json={"account_key_request": "x"}
+        )
+    assert raised.value.response.status_code == 400
+    client.logout()
