@@ -60,7 +60,8 @@ def populate(server: Server, first: int, count: int, revisions_each: int) -> Non
     store = str(server.info["store_id"])
     try:
         with deployment.database.unit_of_work() as session:
-            snaps, revs = [], []
+            snaps: list[dict[str, Any]] = []
+            revs: list[dict[str, Any]] = []
             for i in range(first, first + count):
                 snaps.append({"snap_id": _snap_id(i), "name": f"bench-{i}", "store_id": store,
                               "publisher_id": brand, "snap_type": "app"})  # fmt: skip
