@@ -167,6 +167,7 @@ BODIES: dict[tuple[str, str], BodyMaker] = {
     ("POST", "/api/v1/stores/{store_id}/brand/keys/register"): lambda t: b"not an assertion",
     ("POST", "/api/v1/stores/{store_id}/brand/keys/{name}/disable"): lambda t: {"confirm": "x"},
     ("POST", "/api/v1/stores/{store_id}/brand/keys/{name}/revoke"): lambda t: {"confirm": "x"},
+    ("POST", "/api/v1/stores/{store_id}/snaps"): lambda t: {"name": unique("matrix")},
 }
 
 
