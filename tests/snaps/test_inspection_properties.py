@@ -88,7 +88,7 @@ def test_any_superblock(fields: tuple[int, ...], tail: bytes) -> None:
     inspect_or_refuse(SUPERBLOCK.pack(*fields) + tail)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(
     compression=st.sampled_from([*COMPRESSIONS, "fragments"]),
     flips=st.lists(
@@ -152,8 +152,8 @@ snap_yaml_keys = st.sampled_from(
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.dictionaries(snap_yaml_keys | st.text(max_size=8), yaml_values, max_size=10))
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(snap_yaml_keys | st.text(max_size=8), yaml_values, max_size=8))
 def test_any_yaml_document(document: dict[str, object]) -> None:
     try:
         meta = parse_snap_yaml(yaml.safe_dump(document).encode())
