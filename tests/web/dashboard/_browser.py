@@ -21,7 +21,15 @@ from tests.oidc.provider import OidcProvider
 
 from .._support import PASSWORD, Factory
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "Site", "http_session", "serve", "sign_in"]
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "Site",
+    "http_session",
+    "serve",
+    "sign_in",
+    "through_provider",
+]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -101,3 +109,16 @@ def http_session(site: Site, email: str) -> tuple[httpx.Client, str]:
     response = client.post("/auth/login", json={"email": email, "password": PASSWORD})
     assert response.status_code == 200, response.text
     return client, str(response.json()["csrf-token"])
+
+
+def through_provider(page: Page, site: Site, login: str) -> None:
+    """Answer the provider's development login and consent pages until back at the app."""
+    for _ in range(5):
+        if page.url.startswith(site.url):
+            return
+        if page.locator("input[name=login]").count():
+            page.fill("input[name=login]", login)
+            page.fill("input[name=password]", "anything at all")
+        page.locator("button[type=submit]").first.click()
+        page.wait_for_load_state()
+    raise AssertionError(f"the provider never sent the browser back: {page.url}")

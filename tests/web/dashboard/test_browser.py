@@ -17,7 +17,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from .._support import PASSWORD, unique
-from ._browser import Site, sign_in
+from ._browser import Site, sign_in, through_provider
 
 Shoot = Callable[[Page, str], Path]
 
@@ -68,19 +68,6 @@ def test_local_sign_in_store_tree_and_sign_out(page: Page, site: Site, shoot: Sh
     expect(page).to_have_url(re.compile(r"/sign-in\?next=%2F$"))
 
 
-def _through_provider(page: Page, site: Site, login: str) -> None:
-    """Answer the provider's development login and consent pages until back at the app."""
-    for _ in range(5):
-        if page.url.startswith(site.url):
-            return
-        if page.locator("input[name=login]").count():
-            page.fill("input[name=login]", login)
-            page.fill("input[name=password]", "anything at all")
-        page.locator("button[type=submit]").first.click()
-        page.wait_for_load_state()
-    raise AssertionError(f"the provider never sent the browser back: {page.url}")
-
-
 def test_single_sign_on_then_create_a_product_substore(
     page: Page, site: Site, shoot: Shoot
 ) -> None:
@@ -91,7 +78,7 @@ def test_single_sign_on_then_create_a_product_substore(
     page.goto(f"{site.url}/stores/{root}")
     expect(page).to_have_url(re.compile(r"/sign-in\?next="))
     page.get_by_role("link", name="Sign in with Test sign-on").click()
-    _through_provider(page, site, login)
+    through_provider(page, site, login)
     page.wait_for_url(f"{site.url}/stores/{root}")
     expect(page.get_by_role("banner")).to_contain_text("Ada SSO")
     shoot(page, "store")

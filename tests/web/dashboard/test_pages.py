@@ -112,6 +112,7 @@ def test_a_viewer_sees_no_administration(viewer: Browser, store: tuple[str, str]
     _, sub = store
     page = viewer.get(f"/stores/{sub}").text
     assert _tabs(page) == ["Overview", "Snaps", "Curation"]
+    assert f'href="/stores/{store[0]}"' not in page  # the parent is not theirs to see
     assert "substore-form" not in page
     assert "Devices registered" not in page  # charts follow devices:view
     curation = viewer.get(f"/stores/{sub}/curation").text
@@ -378,3 +379,36 @@ def test_snaps_register_review_release_progressive_close(
     finally:
         pub.close()
         rev.close()
+
+
+def test_operators_create_brands_and_accounts(module_world: World) -> None:
+    operator = module_world.factory.person(operator=True, password=PASSWORD)
+    browser = Browser(module_world, operator.email)
+    try:
+        page = browser.get("/operator")
+        assert page.status_code == 200 and 'href="/operator"' in page.text
+        store_id = unique("brand-store")
+        made = browser.post(
+            "/operator/brands",
+            {"username": unique("acme"), "display_name": "Acme", "store_id": store_id},
+        )
+        assert made.headers.get("hx-redirect") == f"/stores/{store_id}", made.text
+        assert browser.get(f"/stores/{store_id}/members").status_code == 200  # its admin
+        email = f"{unique('new')}@example.com"
+        account = browser.post("/operator/accounts", {"email": email, "display_name": "New"})
+        assert account.status_code == 200, account.text
+        granted = browser.post(f"/stores/{store_id}/members", {"email": email, "role": "viewer"})
+        assert granted.status_code == 200, granted.text
+        assert email in browser.get(f"/stores/{store_id}/members").text
+        unknown = browser.post(
+            f"/stores/{store_id}/members", {"email": "nobody@example.com", "role": "viewer"}
+        )
+        assert unknown.status_code == 422 and "invite it" in unknown.text
+    finally:
+        browser.close()
+    admin = Browser(module_world, module_world.factory.person(password=PASSWORD).email)
+    try:
+        assert admin.get("/operator").status_code == 403
+        assert 'href="/operator"' not in admin.get("/").text
+    finally:
+        admin.close()

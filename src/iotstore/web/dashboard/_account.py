@@ -9,17 +9,18 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from iotstore.accounts.services import normalise_email
+from iotstore.accounts.brands import brand_dict
+from iotstore.accounts.services import account_dict, normalise_email
 from iotstore.accounts.tokens import token_dict
 from iotstore.db import utcnow
 from iotstore.errors import IotstoreError
 from iotstore.stores.invitations import MAX_TOKEN_LENGTH, InvitationService
 from iotstore.stores.models import Store
-from iotstore.stores.permissions import Permission
+from iotstore.stores.permissions import Permission, Role
 
 from ..context import RequestContext
 from ..signin import safe_next
-from ._deps import FormDep, Public, Self
+from ._deps import FormDep, Operator, Public, Self
 from ._render import HTML_PAGE as _HTML
 from ._render import parse, redirect, refused, render, render_fragment
 
@@ -193,3 +194,72 @@ def accept(ctx: Public, form: FormDep) -> Response:
     if account is None:
         return redirect(f"/sign-in?next={'/stores/' + accepted.store_id}")
     return redirect(f"/stores/{accepted.store_id}")
+
+
+# -- deployment operators -------------------------------------------------------------------
+
+
+@router.get("/operator", responses=_HTML)
+def operator_page(ctx: Operator) -> HTMLResponse:
+    """What deployment operators do: create brands (with their root store) and accounts."""
+    return render(ctx, "operator.html", created=None)
+
+
+class NewAccount(BaseModel):
+    """The new-account form."""
+
+    email: str = Field(min_length=3, max_length=254)
+    display_name: str = Field(min_length=1, max_length=120)
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+
+
+@router.post("/operator/accounts", responses=_HTML)
+def create_account(ctx: Operator, form: FormDep) -> Response:
+    """Create a local account (without a password it signs in through single sign-on)."""
+    template = "_account_form.html"
+    body = parse(NewAccount, form, ("email", "display_name", "password"), template)
+    try:
+        account = ctx.accounts.create(
+            body.email, body.display_name, password=body.password, email_verified=False
+        )
+    except IotstoreError as e:
+        raise refused(template, form, e) from e
+    ctx.audit.record(ctx.actor, "account.create", target=account.id, after=account_dict(account))
+    return redirect("/operator?created=account")
+
+
+class NewBrand(BaseModel):
+    """The new-brand form."""
+
+    username: str = Field(min_length=1, max_length=28)
+    display_name: str = Field(min_length=1, max_length=120)
+    store_id: str = Field(min_length=1, max_length=63)
+    store_name: str | None = Field(default=None, max_length=120)
+    admin_email: str | None = Field(default=None, max_length=254)
+
+
+@router.post("/operator/brands", responses=_HTML)
+def create_brand(ctx: Operator, form: FormDep) -> Response:
+    """Create a brand, its ``account`` assertion and root store, and its administrator."""
+    template = "_brand_form.html"
+    names = ("username", "display_name", "store_id", "store_name", "admin_email")
+    body = parse(NewBrand, form, names, template)
+    try:
+        brand = ctx.brands.create(body.username, body.display_name)
+        store = ctx.stores.create_brand_store(
+            ctx.actor, brand.account_id, body.store_id, body.store_name or body.display_name
+        )
+        admin = ctx.principal.account
+        if body.admin_email:
+            admin = ctx.accounts.find_by_email(body.admin_email) or ctx.accounts.create(
+                body.admin_email, body.admin_email
+            )
+        assert admin is not None
+        ctx.memberships.grant(ctx.actor, store.id, admin.id, Role.ADMIN.value)
+    except IotstoreError as e:
+        raise refused(template, form, e) from e
+    ctx.audit.record(
+        ctx.actor, "brand.create", store_id=store.id, target=brand.account_id,
+        after=brand_dict(brand),
+    )  # fmt: skip
+    return redirect(f"/stores/{store.id}")

@@ -9,6 +9,7 @@ in a ``<title>`` so pointing at one shows it.
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
@@ -21,6 +22,8 @@ __all__ = ["bar_chart", "daily_counts", "progress_bar"]
 _W, _H = 960, 220
 _LEFT, _BOTTOM, _TOP = 36, 24, 12
 _ids = itertools.count(1)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_MAX_BAR = 56.0
 
 
 def daily_counts(moments: Iterable[datetime], last_day: date, days: int) -> list[tuple[str, int]]:
@@ -43,13 +46,20 @@ def _nice_max(value: int) -> int:
         top *= 10
 
 
+def _short(label: str) -> str:
+    """Axis text: ``MM-DD`` for ISO dates, else the label cut to fit."""
+    if _ISO_DATE.fullmatch(label):
+        return label[5:]
+    return label if len(label) <= 24 else label[:23] + "…"
+
+
 def bar_chart(title: str, description: str, points: Sequence[tuple[str, int]]) -> Markup:
     """A bar chart of labelled counts (labels are shown under every few bars)."""
     chart_id = f"chart-{next(_ids)}"
     top = _nice_max(max((v for _, v in points), default=0) or 1)
     plot_w, plot_h = _W - _LEFT - 8, _H - _BOTTOM - _TOP
     slot = plot_w / max(len(points), 1)
-    bar_w = max(slot * 0.7, 1.0)
+    bar_w = min(max(slot * 0.7, 1.0), _MAX_BAR)
     every = max(1, len(points) // 6)
     parts = [
         f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img" '
@@ -76,7 +86,7 @@ def bar_chart(title: str, description: str, points: Sequence[tuple[str, int]]) -
         if i % every == 0:
             parts.append(
                 f'<text class="axis" x="{x + bar_w / 2:.1f}" y="{_H - 6}" '
-                f'text-anchor="middle">{escape(label[-5:])}</text>'
+                f'text-anchor="middle">{escape(_short(label))}</text>'
             )
     if not any(v for _, v in points):
         parts.append(

@@ -22,6 +22,7 @@ __all__ = [
     "FormDep",
     "MembersManage",
     "MembersView",
+    "Operator",
     "Public",
     "Self",
     "SnapCollaborators",
@@ -36,6 +37,7 @@ __all__ = [
 
 Public = Annotated[RequestContext, Depends(require(Permission.PUBLIC))]
 Self = Annotated[RequestContext, Depends(require(Permission.ACCOUNT_SELF))]
+Operator = Annotated[RequestContext, Depends(require(Permission.BRANDS_CREATE))]
 StoreView = Annotated[RequestContext, Depends(require(Permission.STORE_VIEW))]
 StoreManage = Annotated[RequestContext, Depends(require(Permission.STORE_MANAGE))]
 MembersView = Annotated[RequestContext, Depends(require(Permission.MEMBERS_VIEW))]

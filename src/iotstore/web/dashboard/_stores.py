@@ -33,7 +33,7 @@ from ._deps import (
     StoreView,
 )
 from ._render import HTML_PAGE as _HTML
-from ._render import granted, parse, redirect, refused, render
+from ._render import granted, parse, redirect, refused, reject, render
 
 __all__ = ["router"]
 
@@ -63,13 +63,13 @@ def devices_chart(ctx: RequestContext, store_id: str) -> dict[str, Any]:
 
 
 def refreshes_chart(ctx: RequestContext, store_id: str) -> dict[str, Any]:
-    """Snap revisions devices of this store and below installed per day (their refreshes)."""
+    """Revisions the store sent devices of this store and below per day (installs, refreshes)."""
     today = utcnow().date()
     since = datetime.combine(today - timedelta(days=CHART_DAYS - 1), time(), tzinfo=utcnow().tzinfo)
     moments = ctx.session.scalars(
         select(RefreshHistoryEntry.at).where(
             RefreshHistoryEntry.store_id.in_(ctx.stores.subtree_ids(store_id)),
-            RefreshHistoryEntry.event == "installed",
+            RefreshHistoryEntry.event == "offered",
             RefreshHistoryEntry.at >= since,
         )
     )
@@ -77,7 +77,8 @@ def refreshes_chart(ctx: RequestContext, store_id: str) -> dict[str, Any]:
     return {
         "svg": bar_chart(
             "Refreshes per day",
-            f"Snap revisions devices reported installed over the last {CHART_DAYS} days;"
+            f"Snap revisions sent to devices (installs and refreshes) over the last {CHART_DAYS}"
+            " days;"
             f" {sum(n for _, n in points)} in all.",
             points,
         ),
@@ -93,7 +94,8 @@ def overview(ctx: StoreView, store_id: str) -> HTMLResponse:
     devices = Permission.DEVICES_VIEW in granted(ctx, store_id)
     chart = devices_chart(ctx, store_id) if devices else None
     refreshes = refreshes_chart(ctx, store_id) if devices else None
-    parents = list(reversed(ctx.stores.ancestors(store_id)))
+    # only the parents the caller may see: a sub-store's member learns nothing above it
+    parents = [p for p in reversed(ctx.stores.ancestors(store_id)) if granted(ctx, p.id)]
     return render(
         ctx, "store.html", store=store, tab="Overview", forest=forest, chart=chart,
         refreshes=refreshes, parents=parents, kinds=["product", "ecosystem"],
@@ -218,6 +220,30 @@ class RoleForm(BaseModel):
 
     role: str = Field(max_length=16)
     from_role: str | None = Field(default=None, max_length=16)
+
+
+class Grant(BaseModel):
+    """Give an existing account (by email) a role."""
+
+    email: str = Field(min_length=3, max_length=254)
+    role: str = Field(max_length=16)
+
+
+@router.post("/stores/{store_id}/members", responses=_HTML)
+def grant_by_email(ctx: MembersManage, store_id: str, form: FormDep) -> Response:
+    """Give a role to someone who has an account already (others get an invitation)."""
+    template = "_grant_form.html"
+    values = {"store_id": store_id, "roles": ROLE_NAMES}
+    body = parse(Grant, form, ("email", "role"), template, **values)
+    try:
+        account = ctx.accounts.find_by_email(body.email)
+        if account is None:
+            error = {"email": "no account has this email: invite it"}
+            raise reject(template, form, error, **values)
+        ctx.memberships.grant(ctx.actor, store_id, account.id, body.role)
+    except IotstoreError as e:
+        raise refused(template, form, e, **values) from e
+    return redirect(f"/stores/{store_id}/members")
 
 
 @router.post("/stores/{store_id}/members/{account_id}/role", responses=_HTML)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -14,7 +18,7 @@ from iotstore import asserts
 from iotstore.accounts.brands import brand_dict, brand_key_dict
 from iotstore.accounts.models import Brand
 from iotstore.devices.errors import ModelNotFound
-from iotstore.devices.models import Device, DeviceModel, InventoryEntry
+from iotstore.devices.models import Device, DeviceModel, InventoryEntry, RefreshHistoryEntry
 from iotstore.devices.services import VaultService, model_dict
 from iotstore.errors import InvalidInput, IotstoreError
 from iotstore.snaps.models import Snap
@@ -171,13 +175,51 @@ def _model_form_values(ctx: RequestContext, store_id: str) -> dict[str, Any]:
 
 @router.get("/stores/{store_id}/models", responses=_HTML)
 def models_page(ctx: Vault, store_id: str) -> HTMLResponse:
-    """Models of this store and below; a form to sign a new one with a held brand key."""
+    """Models of this store and below, forms to sign a model and a system user."""
     store = ctx.stores.get(store_id)
     models = [model_dict(m) for m in _models_below(ctx, store_id)]
+    users = vault_service(ctx).system_users(store.brand_id)
     return render(
-        ctx, "models.html", store=store, tab="Models", models=models,
-        **_model_form_values(ctx, store_id),
+        ctx, "models.html", store=store, tab="Models", models=models, system_users=users,
+        model_names=[m["model"] for m in models], **_model_form_values(ctx, store_id),
     )  # fmt: skip
+
+
+class NewSystemUser(BaseModel):
+    """The system-user form: a local user the brand's devices may create."""
+
+    key: str = Field(min_length=1, max_length=64)
+    email: str = Field(min_length=3, max_length=254)
+    username: str = Field(min_length=1, max_length=32)
+    name: str | None = Field(default=None, max_length=120)
+    until: date
+    ssh_keys: str = Field(default="", max_length=64 * 1024)
+
+
+@router.post("/stores/{store_id}/system-users", responses=_HTML)
+def create_system_user(ctx: Vault, store_id: str, form: FormDep) -> Response:
+    """Sign a system-user assertion for models of this store (``snap create-user --known``)."""
+    template = "_system_user_form.html"
+    values = _model_form_values(ctx, store_id)
+    values["model_names"] = [m.name for m in _models_below(ctx, store_id)]
+    names = ("key", "email", "username", "name", "until", "ssh_keys")
+    body = parse(NewSystemUser, form, names, template, **values)
+    models = form.getlist("models")
+    if not models or set(models) - set(values["model_names"]):
+        raise reject(
+            template, form, {"models": "tick the models of this store it is for"}, **values
+        )
+    try:
+        store = ctx.stores.get(store_id)
+        vault_service(ctx).create_system_user(
+            ctx.actor, store.brand_id, body.key, email=body.email, username=body.username,
+            models=models, until=datetime.combine(body.until, time(), tzinfo=UTC),
+            name=body.name, ssh_keys=[k for k in body.ssh_keys.splitlines() if k.strip()] or None,
+            store_id=store_id,
+        )  # fmt: skip
+    except IotstoreError as e:
+        raise refused(template, form, e, **values) from e
+    return redirect(f"/stores/{store_id}/models")
 
 
 class NewModel(BaseModel):
@@ -355,37 +397,64 @@ def devices_page(
     rows = vault_service(ctx).devices(models, search=search or None, after_id=after, limit=100)
     return render(
         ctx, "devices.html", store=store, tab="Devices", devices=rows, search=search,
-        installed=_installed(ctx, rows),
+        seen=_inventory(ctx, rows),
         chart=devices_chart(ctx, store_id),
         next_after=rows[-1].id if len(rows) == 100 else None,
     )  # fmt: skip
 
 
-def _installed(ctx: RequestContext, devices: list[Device]) -> dict[int, list[dict[str, Any]]]:
-    """What each device last reported installed (snap name, revision, channel), by device id."""
+@dataclass
+class Seen:
+    """What the store knows of one device's snaps: reported installed, or last offered."""
+
+    snaps: list[dict[str, Any]] = field(default_factory=list)
+    last_seen: datetime | None = None
+
+
+def _inventory(ctx: RequestContext, devices: list[Device]) -> dict[int, Seen]:
+    """Per device id: snaps it reported installed, snaps the store last offered it (install
+    or refresh answers not yet reported back), and when it was last seen."""
     if not devices:
         return {}
-    wanted = {(d.brand_id, d.model, d.serial): d.id for d in devices}
-    rows = ctx.session.scalars(
-        select(InventoryEntry).where(InventoryEntry.serial.in_(sorted({d.serial for d in devices})))
-    ).all()
-    snap_ids = {str(s.get("snap-id")) for r in rows for s in r.snaps}
-    names = (
-        dict(
-            ctx.session.execute(
-                select(Snap.snap_id, Snap.name).where(Snap.snap_id.in_(snap_ids))
-            ).tuples()
-        )
-        if snap_ids
-        else {}
-    )
-    out: dict[int, list[dict[str, Any]]] = {}
+    wanted = {(d.brand_id, d.model, d.serial): d for d in devices}
+    serials = sorted({d.serial for d in devices})
+    out = {d.id: Seen(last_seen=d.last_seen_at) for d in devices}
+    names: dict[str, str] = {}
+    rows = ctx.session.scalars(select(InventoryEntry).where(InventoryEntry.serial.in_(serials)))
     for row in rows:
-        device_id = wanted.get((row.brand_id, row.model, row.serial))
-        if device_id is not None:
-            out[device_id] = [
-                {**s, "name": names.get(str(s.get("snap-id")), s.get("snap-id"))} for s in row.snaps
-            ]
+        device = wanted.get((row.brand_id, row.model, row.serial))
+        if device is None:
+            continue
+        seen = out[device.id]
+        seen.last_seen = max(filter(None, (seen.last_seen, row.last_seen_at)), default=None)
+        for snap in row.snaps or []:
+            seen.snaps.append({**snap, "state": "installed"})
+    offers = ctx.session.scalars(
+        select(RefreshHistoryEntry)
+        .where(RefreshHistoryEntry.serial.in_(serials), RefreshHistoryEntry.event == "offered")
+        .order_by(RefreshHistoryEntry.id.desc())
+        .limit(5000)
+    )
+    for offer in offers:
+        device = wanted.get((offer.brand_id, offer.model, offer.serial))
+        if device is None:
+            continue
+        seen = out[device.id]
+        if not any(s["snap-id"] == offer.snap_id for s in seen.snaps):
+            seen.snaps.append(
+                {"snap-id": offer.snap_id, "revision": offer.to_revision,
+                 "channel": offer.channel, "state": "offered"}
+            )  # fmt: skip
+            seen.last_seen = max(filter(None, (seen.last_seen, offer.at)), default=None)
+    snap_ids = {str(s["snap-id"]) for seen in out.values() for s in seen.snaps}
+    if snap_ids:
+        found = ctx.session.execute(
+            select(Snap.snap_id, Snap.name).where(Snap.snap_id.in_(sorted(snap_ids)))
+        )
+        names = {str(row[0]): str(row[1]) for row in found}
+    for seen in out.values():
+        for snap in seen.snaps:
+            snap["name"] = names.get(str(snap["snap-id"]), str(snap["snap-id"]))
     return out
 
 
@@ -405,6 +474,37 @@ def block_device(ctx: DevicesManage, store_id: str, model: str, serial: str) -> 
 def unblock_device(ctx: DevicesManage, store_id: str, model: str, serial: str) -> Response:
     """Let a blocked device back in."""
     return _block(ctx, store_id, model, serial, False)
+
+
+DEVICE_FIELDS = ["serial", "model", "brand-id", "device-key-sha3-384", "revision", "blocked",
+                 "last-seen"]  # fmt: skip
+
+
+@router.get(
+    "/stores/{store_id}/devices.csv",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "The devices as CSV."}},
+)
+def devices_csv(ctx: DevicesView, store_id: str, search: Search = "") -> PlainTextResponse:
+    """The registered devices (up to 100 000) as CSV, with the page's search applied."""
+    rows = vault_service(ctx).devices(
+        _models_below(ctx, store_id), search=search or None, limit=100_000
+    )
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=DEVICE_FIELDS)
+    writer.writeheader()
+    for d in rows:
+        writer.writerow({
+            "serial": d.serial, "model": d.model, "brand-id": d.brand_id,
+            "device-key-sha3-384": d.device_key_id, "revision": d.serial_revision,
+            "blocked": d.blocked,
+            "last-seen": asserts.format_time(d.last_seen_at) if d.last_seen_at else "",
+        })  # fmt: skip
+    return PlainTextResponse(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="devices-{store_id}.csv"'},
+    )
 
 
 @router.post("/stores/{store_id}/models/{model}/devices/{serial}/release", responses=_HTML)
