@@ -102,13 +102,20 @@ def pack(
     name: str,
     build: Callable[[Path], object],
     *,
+    compression: str = "xz",
     fragments: bool = False,
     extra_args: Sequence[str] = (),
 ) -> bytes:
     source = workdir / f"{name}-tree"
     source.mkdir()
     build(source)
-    out = mksquashfs(source, workdir / f"{name}.snap", fragments=fragments, extra_args=extra_args)
+    out = mksquashfs(
+        source,
+        workdir / f"{name}.snap",
+        compression=compression,
+        fragments=fragments,
+        extra_args=extra_args,
+    )
     return out.read_bytes()
 
 
@@ -225,6 +232,35 @@ def test_reads_a_snap_yaml_kept_in_a_fragment(workdir: Path) -> None:
     )
     assert superblock(data)["fragment_count"] > 0
     assert inspect_bytes(data).name == "made-by-hand"
+
+
+@pytest.mark.parametrize(
+    ("compression", "extra"),
+    [
+        ("xz", ["-b", "4K"]),
+        ("xz", ["-b", "1M", "-Xdict-size", "100%"]),
+        ("xz", ["-Xbcj", "x86"]),
+        ("lzo", ["-Xalgorithm", "lzo1x_999", "-Xcompression-level", "9"]),
+        ("gzip", ["-Xwindow-size", "10", "-Xcompression-level", "1"]),
+        ("zstd", ["-Xcompression-level", "22"]),
+        ("xz", ["-no-exports", "-no-duplicates", "-nopad"]),
+        ("xz", ["-always-use-fragments"]),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "".join(value),
+)
+def test_other_mksquashfs_options(workdir: Path, compression: str, extra: list[str]) -> None:
+    # Builders other than snapcraft pick other block sizes and compressor options
+    # (kept in a metadata block after the superblock).
+    text = SNAP_YAML + b"# " + b"x" * 9000 + b"\n"
+    files = {"meta/snap.yaml": text, "bin/a": os.urandom(5000), "bin/b": b"b" * 20000}
+    data = pack(
+        workdir,
+        f"options-{compression}-{'-'.join(extra).replace('%', '')}",
+        lambda root: tree(root, files),
+        compression=compression,
+        extra_args=extra,
+    )
+    assert inspect_bytes(data).snap_yaml.encode() == text
 
 
 def test_multi_block_snap_yaml_and_extended_inodes(workdir: Path) -> None:
