@@ -368,3 +368,30 @@ def test_a_failing_signature_mid_push_leaves_nothing(pub: PubWorld) -> None:
     finally:
         pub.backend.keystore.signer = real  # type: ignore[method-assign]
     assert _counts(pub) == before
+
+
+def test_epochs_offer_only_what_the_installed_revision_can_read(pub: PubWorld) -> None:
+    name = pub.register()
+    pub.publish(name, "1.0")  # epoch 0
+    pub.publish(name, "2.0", extra_yaml={"epoch": "1"})  # reads only epoch 1
+    pub.publish(name, "3.0", extra_yaml={"epoch": "1*"})  # reads 0 and 1, writes 1
+    with pub.unit() as p:
+        snap = p.snaps.by_name(name)
+        for revision in (1, 2):
+            p.releases.release(pub.actor("publisher"), snap, revision, ["stable"])
+
+    def offered(epoch: dict[str, list[int]] | None) -> int | None:
+        with pub.unit() as p:
+            snap_id = p.snaps.by_name(name).snap_id
+            request = ResolveRequest("k", snap_id, "stable", epoch=epoch)
+            got = p.resolver.resolve([request], "amd64", "dev")
+            return got["k"].revision if "k" in got else None
+
+    assert offered(None) == 2  # an install takes what is released
+    assert offered({"read": [1], "write": [1]}) == 2
+    # a device at epoch 0 cannot read revision 2: it gets the older revision of the channel
+    assert offered({"read": [0], "write": [0]}) == 1
+    with pub.unit() as p:
+        p.releases.release(pub.actor("publisher"), p.snaps.by_name(name), 3, ["stable"])
+    assert offered({"read": [0], "write": [0]}) == 3
+    assert offered({"read": [7], "write": [7]}) is None

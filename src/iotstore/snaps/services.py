@@ -22,7 +22,7 @@ import hashlib
 import re
 import secrets
 import string
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
@@ -151,6 +151,11 @@ def revision_dict(rev: Revision) -> dict[str, Any]:
         "built-at": _iso(rev.built_at),
         "release-on-accept": rev.release_on_accept,
     }
+
+
+def _can_read(target: Mapping[str, Any], current: Mapping[str, Sequence[int]]) -> bool:
+    """snapd's ``Epoch.CanRead``: the target reads one of the epochs the current one wrote."""
+    return bool(set(target.get("read") or [0]) & set(current.get("write") or [0]))
 
 
 def progressive_bucket(snap_id: str, revision: int, device_key: str) -> float:
@@ -1302,12 +1307,18 @@ class ReleaseService:
 @dataclass(frozen=True)
 class ResolveRequest:
     """One snap a device asks about: by id, tracking ``channel`` (``None``: the snap's
-    default track, stable), or pinned to ``revision``. ``key`` is echoed back."""
+    default track, stable), or pinned to ``revision``. ``key`` is echoed back.
+
+    ``epoch`` is the installed revision's epoch (``{"read": [...], "write": [...]}``)
+    on a refresh: only a revision whose ``read`` epochs meet its ``write`` epochs is
+    offered (snapd's ``Epoch.CanRead``), else an older one released to the channel.
+    """
 
     key: str
     snap_id: str
     channel: str | None = None
     revision: int | None = None
+    epoch: Mapping[str, Sequence[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -1477,13 +1488,49 @@ class ChannelResolver:
                 .where(Revision.id.in_(sorted({rid for rid, _, _ in chosen.values()})))
             ).all()
             by_id = {rev.id: (snap, rev) for snap, rev in rows}
+            epochs = {r.key: r.epoch for r in requests if r.epoch is not None}
             for key, (rid, channel, redirect) in chosen.items():
-                snap, rev = by_id[rid]
-                out[key] = _resolved(key, snap, rev, channel, redirect)
+                snap, offered = by_id[rid]
+                current = epochs.get(key)
+                if current is not None and not _can_read(offered.epoch, current):
+                    older = self._older_readable(offered, architecture, channel, current)
+                    if older is None:
+                        continue
+                    offered = older
+                out[key] = _resolved(key, snap, offered, channel, redirect)
         pinned = [r for r in requests if r.revision is not None]
         if pinned:
             out.update(self._pinned(pinned, architecture, scope))
         return out
+
+    def _older_readable(
+        self,
+        newest: Revision,
+        architecture: str,
+        channel: Channel,
+        current: Mapping[str, Sequence[int]],
+    ) -> Revision | None:
+        """The newest revision released to ``channel`` before ``newest`` that a device at
+        the ``current`` epoch can read (rare: only when an epoch bump is released)."""
+        released = select(ReleaseEvent.revision).where(
+            ReleaseEvent.snap_id == newest.snap_id,
+            ReleaseEvent.architecture.in_([architecture, "all"]),
+            ReleaseEvent.track == channel.track,
+            ReleaseEvent.risk == channel.risk,
+            ReleaseEvent.branch == channel.branch,
+            ReleaseEvent.revision.is_not(None),
+        )
+        candidates = self._session.scalars(
+            select(Revision)
+            .where(
+                Revision.snap_id == newest.snap_id,
+                Revision.revision < newest.revision,
+                Revision.status == "approved",
+                Revision.revision.in_(released),
+            )
+            .order_by(Revision.revision.desc())
+        )
+        return next((r for r in candidates if _can_read(r.epoch, current)), None)
 
     def _pinned(
         self, requests: Sequence[ResolveRequest], architecture: str, scope: CatalogueScope | None
