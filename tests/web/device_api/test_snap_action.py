@@ -377,3 +377,23 @@ def test_inventory_records_context_and_offers(
         }  # fmt: skip
         csv_text = InventoryService(session).export_csv([str(device.model.store)])
         assert device.serial.serial in csv_text
+
+
+def test_inventory_api_lists_and_exports(
+    device: Device, hello: dict[str, Any], fleet: Fleet, world: World
+) -> None:
+    body = {"context": [context(hello, hello["stable"])], "actions": [refresh(hello)]}
+    assert action(device, body).status_code == 200
+    response = world.client.get(f"/api/v1/stores/{fleet.store_id}/inventory?limit=1000",
+                                headers=fleet.admin)  # fmt: skip
+    assert response.status_code == 200, response.text
+    serials = {d["serial"] for d in response.json()["devices"]}
+    assert device.serial.serial in serials
+    csv_response = world.client.get(
+        f"/api/v1/stores/{fleet.store_id}/inventory/export.csv", headers=fleet.admin
+    )
+    assert csv_response.headers["content-type"].startswith("text/csv")
+    assert device.serial.serial in csv_response.text
+    viewer = world.factory.person({fleet.store_id: "viewer"})
+    denied = world.client.get(f"/api/v1/stores/{fleet.store_id}/inventory", headers=viewer.headers)
+    assert denied.status_code == 403

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import assertions, downloads, sessions, snaps
+from . import assertions, downloads, inventory, sessions, snaps
 
 __all__ = ["router"]
 
 router = APIRouter()
-for _module in (sessions, snaps, assertions, downloads):
+for _module in (sessions, snaps, assertions, downloads, inventory):
     router.include_router(_module.router)
