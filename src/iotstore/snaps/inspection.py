@@ -504,7 +504,9 @@ def parse_snap_yaml(
     version = _text(doc, "version", "invalid-version") or ""
     _validate_version(version)
 
-    snap_type = _text(doc, "type", "invalid-type") or "app"
+    # Like go-yaml, a missing or null key takes the default; an explicit "" is refused.
+    snap_type = _text(doc, "type", "invalid-type")
+    snap_type = "app" if snap_type is None else snap_type
     if snap_type == "application":
         snap_type = "app"
     if snap_type not in SNAP_TYPES:
@@ -545,7 +547,8 @@ def parse_snap_yaml(
         )
     license_ = _text(doc, "license", "invalid-license")
 
-    confinement = _text(doc, "confinement", "invalid-confinement") or "strict"
+    confinement = _text(doc, "confinement", "invalid-confinement")
+    confinement = "strict" if confinement is None else confinement
     if confinement not in _CONFINEMENTS:
         raise InspectionError(
             "invalid-confinement",

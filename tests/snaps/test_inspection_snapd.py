@@ -1,0 +1,141 @@
+"""snapd's own snap.yaml code as the judge of parse_snap_yaml (``conformance/snapyaml``).
+
+Every document we accept must be one snapd 2.57.6 accepts (snap.InfoFromSnapYaml +
+snap.Validate: what it runs before installing a snap file), read the same way:
+name, version, type, base, confinement, epoch and provenance. Where we refuse what
+snapd accepts, it must be one of the store's own stricter rules (grade, known
+architectures, summary length, YAML hygiene); nothing else may differ.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from iotstore.snaps.inspection import InspectionError, SnapMetadata, parse_snap_yaml
+from tests.conformance.snapd import build_conformance_program
+
+pytestmark = pytest.mark.snapd
+
+# Our rules that snapd does not have: the store refuses more than a device would.
+STORE_ONLY = {"invalid-grade", "invalid-architectures", "invalid-summary", "invalid-yaml"}
+
+OMIT = object()
+POOLS: dict[str, list[Any]] = {
+    "name": ["ab", "hello-iot", "a1", "a", "A", "-ab", "ab-", "a--b", "1234", "x" * 40, "x" * 41,
+             "under_score", "", "yes", "123a", "null", OMIT],
+    "version": ["1.0", "1.10", "1", "", "1 0", "v1.0-beta+git~1", ".1", "1.", "a" * 32, "a" * 33,
+                "ünï", "1_0", "~1", "1~", "null", "0x10", "1e5", "1:2", OMIT],
+    "type": [OMIT, "app", "application", "base", "gadget", "kernel", "os", "snapd", "core", "App",
+             ""],
+    "base": [OMIT, "core22", "core_22", "Core", "none", "bare", "c", ""],
+    "confinement": [OMIT, "strict", "devmode", "classic", "none", ""],
+    "grade": [OMIT, "stable", "devel", "beta"],
+    "epoch": [OMIT, "0", "1", "1*", "0*", "01", "-1", "4294967295", "4294967296", "x", "", 5,
+              {"read": [1, 2]}, {"read": [2, 1]}, {"read": [1], "write": [2]}, {"read": []},
+              {"write": [3]}, {"read": [0], "write": [0]}, {"read": list(range(1, 12))}, ["1"]],
+    "title": [OMIT, "t", "t" * 40, "t" * 41, "é" * 40],
+    "description": [OMIT, "d", "d" * 4096, "d" * 4097],
+    "provenance": [OMIT, "my-store", "global-upload", "bad prov", "-x", "a-b-c"],
+    "license": [OMIT, "MIT", "Apache-2.0", "GPL-3.0-or-later OR MIT"],
+    "apps": [OMIT, {"a": {"command": "bin/a"}}, {"bad_name": {"command": "x"}},
+             {"App-1": {"command": "x"}}],
+    "plugs": [OMIT, {"home": None}, {"Bad": None}, {"net": {"interface": "network"}}],
+    "slots": [OMIT, {"s": None}, {"9s": None}, {"home": None}],
+}  # fmt: skip
+
+
+def documents() -> Iterator[str]:
+    """Each pool value once on a good base document, then seeded random mixtures."""
+    good = {"name": "good-snap", "version": "1.0"}
+    for key, values in POOLS.items():
+        for value in values:
+            doc = dict(good)
+            if value is OMIT:
+                doc.pop(key, None)
+            else:
+                doc[key] = value
+            yield yaml.safe_dump(doc)
+    rng = random.Random(20261127)
+    for _ in range(600):
+        doc = {}
+        for key, values in POOLS.items():
+            value = rng.choice(values)
+            if value is not OMIT:
+                doc[key] = value
+        yield yaml.safe_dump(doc)
+    # YAML written by hand: plain scalars snapd reads as text
+    yield "name: ab\nversion: 1.10\n"
+    yield "name: ab\nversion: 2\nepoch: 3\n"
+    yield "name: ab\nversion: ~\n"
+    yield "name: ab\nversion: '1'\ntype: application\n"
+
+
+@pytest.fixture(scope="module")
+def snapyaml() -> Path:
+    return build_conformance_program("snapyaml")
+
+
+def judge(binary: Path, texts: list[str]) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [str(binary)],
+        input=json.dumps(texts).encode(),
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == len(texts)
+    return lines
+
+
+def ours(text: str) -> SnapMetadata | InspectionError:
+    try:
+        return parse_snap_yaml(text.encode())
+    except InspectionError as e:
+        return e
+
+
+def test_we_accept_only_what_snapd_accepts_and_read_it_the_same(snapyaml: Path) -> None:
+    texts = list(dict.fromkeys(documents()))
+    verdicts = judge(snapyaml, texts)
+    problems = []
+    refused_by_store_only = 0
+    for text, snapd in zip(texts, verdicts, strict=True):
+        mine = ours(text)
+        if isinstance(mine, InspectionError):
+            if snapd["ok"]:
+                refused_by_store_only += 1
+                if mine.code not in STORE_ONLY:
+                    problems.append(
+                        f"we refuse ({mine.code}: {mine.message}), snapd accepts:\n{text}"
+                    )
+            continue
+        if not snapd["ok"]:
+            problems.append(f"we accept, snapd refuses ({snapd['error']}):\n{text}")
+            continue
+        read = {
+            "name": mine.name,
+            "version": mine.version,
+            "type": mine.snap_type,
+            "base": mine.base or "",
+            "confinement": mine.confinement,
+            "epoch": str(mine.epoch),
+            "provenance": mine.provenance or "",
+        }
+        theirs = {key: snapd.get(key, "") for key in read}
+        if read != theirs:
+            problems.append(f"read differently: ours {read}, snapd {theirs}:\n{text}")
+    assert not problems, "\n\n".join(itertools.islice(problems, 10))
+    # the corpus exercises both sides
+    assert sum(v["ok"] for v in verdicts) > 50
+    assert sum(not v["ok"] for v in verdicts) > 50
+    assert refused_by_store_only > 0
