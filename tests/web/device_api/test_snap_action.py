@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import httpx
 import pytest
 
 from iotstore import asserts
+from iotstore.accounts.brands import BrandService
+from iotstore.assertdb import trust_database
 from iotstore.devices.inventory import InventoryService
 from iotstore.devices.models import RefreshHistoryEntry
 from tests.web._support import World, in_process_world
@@ -397,3 +400,70 @@ def test_inventory_api_lists_and_exports(
     viewer = world.factory.person({fleet.store_id: "viewer"})
     denied = world.client.get(f"/api/v1/stores/{fleet.store_id}/inventory", headers=viewer.headers)
     assert denied.status_code == 403
+
+
+def _validation_set(world: World, fleet: Fleet, hello: dict[str, Any], sequence: int,
+                    revision: int = 0) -> asserts.Assertion:  # fmt: skip
+    deployment = world.deployment
+    with deployment.database.unit_of_work() as session:
+        trust = trust_database(session, deployment.root.trusted)
+        brands = BrandService(session, deployment.keystore, deployment.root, trust)
+        brand_id = fleet.model.brand_id
+        key_name = brands.key(brand_id, "models").keystore_name
+        assert key_name is not None
+        headers: dict[str, Any] = {
+            "series": "16", "authority-id": brand_id, "account-id": brand_id,
+            "name": "base-set", "sequence": str(sequence),
+            "snaps": [{"name": hello["name"], "id": hello["snap-id"], "presence": "required"}],
+            "timestamp": asserts.format_time(datetime.now(UTC)),
+        }  # fmt: skip
+        if revision:
+            headers["revision"] = str(revision)
+        signed = asserts.sign("validation-set", headers, deployment.keystore.signer(key_name))
+        trust.add(signed)
+        return signed
+
+
+def test_sequence_forming_assertions(
+    device: Device, hello: dict[str, Any], fleet: Fleet, world: World
+) -> None:
+    brand_id = fleet.model.brand_id
+    base = f"/v2/assertions/validation-set/16/{brand_id}/base-set"
+    if device.client.get(f"{base}?sequence=latest", headers=device.v1()).status_code == 404:
+        _validation_set(world, fleet, hello, 1)
+        _validation_set(world, fleet, hello, 2)
+        _validation_set(world, fleet, hello, 2, revision=1)
+    latest = device.client.get(f"{base}?sequence=latest&max-format=0", headers=device.v1())
+    assert latest.status_code == 200, latest.text
+    got = asserts.decode(latest.content)
+    assert (got.header("sequence"), got.revision) == ("2", 1)
+    pinned = device.client.get(f"{base}?sequence=1", headers=device.v1())
+    assert asserts.decode(pinned.content).header("sequence") == "1"
+    full_key = device.client.get(f"{base}/2", headers=device.v1())
+    assert asserts.decode(full_key.content).revision == 1
+    device_error(device.client.get(f"{base}?sequence=9", headers=device.v1()), 404)
+    device_error(device.client.get(f"{base}?sequence=zero", headers=device.v1()), 400)
+    # fetch-assertions with a sequence key, as snapd's bulk refresh asks
+    body = {"actions": [{"action": "fetch-assertions", "key": "vs", "assertions": [
+        {"type": "validation-set", "sequence-key": ["16", brand_id, "base-set"],
+         "sequence": 1}]}]}  # fmt: skip
+    (result,) = action(device, body).json()["results"]
+    (url,) = result["assertion-stream-urls"]
+    stream = device.client.get(httpx.URL(url).raw_path.decode(), headers=device.v1())
+    assert asserts.decode(stream.content).header("sequence") == "1"
+
+
+def test_public_store_serves_anonymous_devices(world: World, publisher: Publisher) -> None:
+    _, store_id = world.factory.brand()
+    world.factory.settings(store_id, private=False)
+    publisher_person = world.factory.person({store_id: "publisher"})
+    public = Publisher(world.deployment, publisher_person.account_id, publisher.workdir)
+    snap_id = public.register(store_id, _name("pub"))
+    revision = public.push(snap_id, "1")
+    response = world.client.post(
+        "/v2/snaps/refresh",
+        json={"context": [], "actions": [install(public.names[snap_id])], "fields": FIELDS},
+        headers={"Snap-Device-Store": store_id},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["snap"]["revision"] == revision
