@@ -10,6 +10,7 @@ runs on SQLite and PostgreSQL (the in-process app of ``module_world``).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
+from iotstore.accounts.services import AccountService
 from iotstore.snaps.services import Publishing
 from iotstore.snaps.testing import build_snap
 from iotstore.stores.audit import Actor
 from iotstore.web.auth import CSRF_HEADER
 
-from .._support import PASSWORD, World, asgi_client, error_of, row_counts, unique
+from .._support import PASSWORD, Person, World, asgi_client, error_of, row_counts, unique
 
 HTML = {"accept": "text/html,application/xhtml+xml"}
 
@@ -59,8 +61,22 @@ def store(module_world: World) -> tuple[str, str]:
     return root, module_world.factory.substore(root)
 
 
+@functools.cache
+def _password_hash() -> str:
+    # argon2 is slow on purpose: hash the test password once, not once per person
+    return AccountService.hash_password(PASSWORD)
+
+
+def _person(world: World, roles: dict[str, str] | None = None, **kwargs: Any) -> Person:
+    """A factory person who can sign in with :data:`PASSWORD`."""
+    person = world.factory.person(roles or {}, **kwargs)
+    with world.deployment.database.unit_of_work() as session:
+        AccountService(session).get(person.account_id).password_hash = _password_hash()
+    return person
+
+
 def _browser(world: World, roles: dict[str, str]) -> Iterator[Browser]:
-    person = world.factory.person(roles, password=PASSWORD)
+    person = _person(world, roles)
     browser = Browser(world, person.email)
     yield browser
     browser.close()
@@ -315,8 +331,8 @@ def test_snaps_register_review_release_progressive_close(
     sub = store[1]
     f = module_world.factory
     f.settings(sub, manual_review=True)
-    publisher = f.person({sub: "publisher"}, password=PASSWORD)
-    reviewer = f.person({sub: "reviewer"}, password=PASSWORD)
+    publisher = _person(module_world, {sub: "publisher"})
+    reviewer = _person(module_world, {sub: "reviewer"})
     pub, rev = Browser(module_world, publisher.email), Browser(module_world, reviewer.email)
     try:
         name = unique("hello")
@@ -382,7 +398,7 @@ def test_snaps_register_review_release_progressive_close(
 
 
 def test_operators_create_brands_and_accounts(module_world: World) -> None:
-    operator = module_world.factory.person(operator=True, password=PASSWORD)
+    operator = _person(module_world, operator=True)
     browser = Browser(module_world, operator.email)
     try:
         page = browser.get("/operator")
@@ -406,7 +422,7 @@ def test_operators_create_brands_and_accounts(module_world: World) -> None:
         assert unknown.status_code == 422 and "invite it" in unknown.text
     finally:
         browser.close()
-    admin = Browser(module_world, module_world.factory.person(password=PASSWORD).email)
+    admin = Browser(module_world, _person(module_world).email)
     try:
         assert admin.get("/operator").status_code == 403
         assert 'href="/operator"' not in admin.get("/").text
