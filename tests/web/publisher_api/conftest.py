@@ -19,6 +19,7 @@ import pytest
 
 from iotstore.blobstore import BlobStore
 from iotstore.blobstore.testing import S3Server, SeaweedFSUnavailable, join_seaweedfs
+from iotstore.db import sqlite_url
 from iotstore.deployment import Deployment
 from iotstore.settings import BlobSettings
 from iotstore.snaps.services import UploadService
@@ -171,9 +172,11 @@ def publisher(
 
 @pytest.fixture(scope="module")
 def s3_publisher(
-    s3_settings: BlobSettings, tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+    s3_settings: BlobSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Publisher]:
-    """A live server keeping snaps in S3 (SeaweedFS)."""
-    p = start_publisher(tmp_path_factory.mktemp("pub-s3"), module_database_url, s3_settings)
+    """A live server keeping snaps in S3 (SeaweedFS), on SQLite: the blob store is what
+    differs here, and ``publisher`` runs the same walk on both databases already."""
+    base = tmp_path_factory.mktemp("pub-s3")
+    p = start_publisher(base, sqlite_url(base / "db.sqlite"), s3_settings)
     yield p
     _stop(p)
