@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from iotstore.snaps.inspection import InspectionError, SnapMetadata, parse_snap_yaml
+from iotstore.snaps.inspection import SNAP_TYPES, InspectionError, SnapMetadata, parse_snap_yaml
 from tests.conformance.snapd import build_conformance_program
 
 pytestmark = pytest.mark.snapd
@@ -107,9 +109,8 @@ def ours(text: str) -> SnapMetadata | InspectionError:
         return e
 
 
-def test_we_accept_only_what_snapd_accepts_and_read_it_the_same(snapyaml: Path) -> None:
-    texts = list(dict.fromkeys(documents()))
-    verdicts = judge(snapyaml, texts)
+def disagreements(texts: list[str], verdicts: list[dict[str, Any]]) -> tuple[list[str], int]:
+    """What parse_snap_yaml and snapd disagree on, and how many the store alone refused."""
     problems = []
     refused_by_store_only = 0
     for text, snapd in zip(texts, verdicts, strict=True):
@@ -137,8 +138,50 @@ def test_we_accept_only_what_snapd_accepts_and_read_it_the_same(snapyaml: Path) 
         theirs = {key: snapd.get(key, "") for key in read}
         if read != theirs:
             problems.append(f"read differently: ours {read}, snapd {theirs}:\n{text}")
+    return problems, refused_by_store_only
+
+
+def test_we_accept_only_what_snapd_accepts_and_read_it_the_same(snapyaml: Path) -> None:
+    texts = list(dict.fromkeys(documents()))
+    verdicts = judge(snapyaml, texts)
+    problems, refused_by_store_only = disagreements(texts, verdicts)
     assert not problems, "\n\n".join(itertools.islice(problems, 10))
     # the corpus exercises both sides
     assert sum(v["ok"] for v in verdicts) > 50
     assert sum(not v["ok"] for v in verdicts) > 50
     assert refused_by_store_only > 0
+
+
+ascii_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=45)
+some_text = ascii_text | st.text(max_size=45)
+numbers = st.integers(0, 12).map(str) | st.sampled_from(["01", "-1", "4294967296", "2*", "0*"])
+field_values: dict[str, st.SearchStrategy[Any]] = {
+    "name": st.from_regex(r"[a-z0-9-]{0,42}", fullmatch=True) | ascii_text,
+    "version": st.from_regex(r"[a-zA-Z0-9:.+~_ -]{0,34}", fullmatch=True) | some_text,
+    "type": st.sampled_from(sorted(SNAP_TYPES)) | ascii_text,
+    "base": st.from_regex(r"[a-z0-9_-]{0,12}", fullmatch=True),
+    "confinement": st.sampled_from(["strict", "devmode", "classic"]) | ascii_text,
+    "epoch": numbers
+    | st.dictionaries(
+        st.sampled_from(["read", "write"]), st.lists(st.integers(0, 12), max_size=4), max_size=2
+    ),
+    "title": some_text,
+    "provenance": st.from_regex(r"[a-zA-Z0-9-]{0,12}", fullmatch=True),
+    "apps": st.dictionaries(ascii_text, st.just({"command": "x"}), max_size=2),
+    "plugs": st.dictionaries(ascii_text, st.none(), max_size=2),
+}
+generated_documents = st.fixed_dictionaries(
+    {
+        "name": st.just("good-snap") | field_values["name"],
+        "version": st.just("1.0") | field_values["version"],
+    },
+    optional={k: v for k, v in field_values.items() if k not in {"name", "version"}},
+).map(lambda doc: yaml.safe_dump(doc, allow_unicode=True))
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(generated_documents, min_size=150, max_size=150))
+def test_generated_documents_agree_with_snapd(snapyaml: Path, texts: list[str]) -> None:
+    verdicts = judge(snapyaml, texts)
+    problems, _ = disagreements(texts, verdicts)
+    assert not problems, "\n\n".join(itertools.islice(problems, 10))

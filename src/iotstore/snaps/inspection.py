@@ -687,14 +687,21 @@ def parse_snap_yaml(
                 raise InspectionError(
                     "invalid-base", 'cannot have apps or hooks with base "none"', field="base"
                 )
-        elif "_" in base:
-            raise InspectionError(
-                "invalid-base", f"base cannot specify a snap instance name: {base!r}", field="base"
-            )
-        elif not _is_valid_snap_name(base):
-            raise InspectionError(
-                "invalid-base", f"invalid base name: invalid snap name: {base!r}", field="base"
-            )
+        else:
+            # snapd splits an instance key off at the first "_" (so "core22_" passes as core22)
+            base_name, _, instance_key = base.partition("_")
+            if instance_key:
+                raise InspectionError(
+                    "invalid-base",
+                    f"base cannot specify a snap instance name: {base!r}",
+                    field="base",
+                )
+            if not _is_valid_snap_name(base_name):
+                raise InspectionError(
+                    "invalid-base",
+                    f"invalid base name: invalid snap name: {base_name!r}",
+                    field="base",
+                )
 
     return SnapMetadata(
         name=name,
