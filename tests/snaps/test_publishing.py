@@ -44,14 +44,14 @@ def test_snap_name_rule_matches_the_stated_rule(name: str) -> None:
     assert valid_snap_name(name) is expected
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["a", "-ab", "ab-", "a--b", "Hello", "12", "a" * 41, "a_b", "héllo", "a b", ""],
-)
-def test_bad_names_are_refused(pub: PubWorld, name: str) -> None:
-    with pytest.raises(SnapRuleViolation) as e, pub.unit() as p:
-        p.snaps.register(pub.actor("publisher"), pub.store_id, name)
-    assert e.value.field == "name"
+BAD_NAMES = ["a", "-ab", "ab-", "a--b", "Hello", "12", "a" * 41, "a_b", "héllo", "a b", ""]
+
+
+def test_bad_names_are_refused(pub: PubWorld) -> None:
+    for name in BAD_NAMES:
+        with pytest.raises(SnapRuleViolation) as e, pub.unit() as p:
+            p.snaps.register(pub.actor("publisher"), pub.store_id, name)
+        assert e.value.field == "name", name
 
 
 def test_register_gives_a_32_character_id_and_a_root_signed_declaration(pub: PubWorld) -> None:
