@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,39 @@ def viewer(module_world: World, store: tuple[str, str]) -> Iterator[Browser]:
     yield from _browser(module_world, {store[1]: "viewer"})
 
 
+class _Controls(HTMLParser):
+    """Form controls of a page, the ids labels point at, and the landmarks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: list[dict[str, str | None]] = []
+        self.labelled: set[str] = set()
+        self.landmarks: set[str] = set()
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.append(str(a["id"]))
+        if tag in ("input", "select", "textarea") and a.get("type") not in ("hidden", "submit"):
+            self.controls.append(a)
+        elif tag == "label" and a.get("for"):
+            self.labelled.add(str(a["for"]))
+        if tag in ("main", "header", "nav", "footer"):
+            self.landmarks.add(tag)
+
+
+def _unlabelled(html: str) -> list[dict[str, str | None]]:
+    parser = _Controls()
+    parser.feed(html)
+    assert {"main", "header"} <= parser.landmarks
+    duplicates = {i for i in parser.ids if parser.ids.count(i) > 1}
+    assert not duplicates, f"ids used twice (labels and errors would point at both): {duplicates}"
+    return [
+        c for c in parser.controls if c.get("id") not in parser.labelled and not c.get("aria-label")
+    ]
+
+
 def _tabs(html: str) -> list[str]:
     nav = re.search(r'<nav aria-label="Store" class="tabs">(.*?)</nav>', html, re.S)
     assert nav, html[:2000]
@@ -117,6 +151,8 @@ def test_every_page_renders_for_an_administrator(admin: Browser, store: tuple[st
         assert re.search(r"<h1[^>]*>", page), path
         # the session's CSRF token rides on every htmx request of the page
         assert f'"X-CSRF-Token": "{admin.csrf}"' in page, path
+        # every form control has a label (or an aria-label) a screen reader announces
+        assert _unlabelled(page) == [], path
     tabs = _tabs(admin.get(f"/stores/{store[1]}").text)
     assert tabs == [
         "Overview", "Snaps", "Members", "Curation", "Brand keys", "Models", "Devices",
@@ -297,6 +333,7 @@ def test_vault_pages_over_http(module_world: World, admin: Browser, store: tuple
     assert re.search(r'id="p-require_key_allowlist"[^>]*checked', page)
     assert not re.search(r'id="p-open_enrolment"[^>]*checked', page)
     assert "type: model" in page  # the signed assertion is shown
+    assert _unlabelled(page) == []
     key = admin.post(f"/stores/{root}/models/gw-1/api-keys", {"label": "line 1"})
     assert "iotk_" in key.text
     csv = admin.client.get(f"/api/v1/stores/{root}/signing-log?format=csv")
@@ -370,6 +407,7 @@ def test_snaps_register_review_release_progressive_close(
         page = pub.get(f"/stores/{sub}/snaps/{name}").text
         assert re.search(r"<title[^>]*>latest/stable rollout: 25%</title>", page), page
         assert "Revisions released per channel" in page
+        assert _unlabelled(page) == []
         raised = pub.post(
             f"/stores/{sub}/snaps/{name}/progressive",
             {"channel": "latest/stable", "action": "update", "percentage": "60"},
