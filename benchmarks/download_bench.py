@@ -6,9 +6,10 @@ Run: ``.venv/bin/python -m benchmarks.download_bench [--size-mib 64] [--seconds 
 A snap-sized blob goes into a fresh deployment's file blob store; ``iotstore
 serve`` answers the signed download URL snap action hands out, and nginx
 (Debian's, its own configuration in a temporary directory) serves the very
-same file. ``wrk`` reads each for ``--seconds`` with the same connections;
-the figure is iotstore's bytes/s divided by nginx's (goal >= 0.8). A ranged
-read (``Range: bytes=N-``, snapd resuming) is checked for the right bytes.
+same file (one worker process per core, sendfile on). ``wrk`` reads each
+for ``--seconds`` with the same connections; the figure is iotstore's
+bytes/s divided by nginx's (goal >= 0.8). A ranged read (``Range: bytes=N-``,
+snapd resuming) is checked for the right bytes.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def nginx(directory: Path, file: Path) -> Iterator[str]:
     conf.write_text(
         f"""
 {user}
-worker_processes 1;
+worker_processes auto;
 pid {directory}/nginx.pid;
 error_log {directory}/error.log;
 daemon off;
