@@ -11,8 +11,10 @@ runs on SQLite and PostgreSQL (the in-process app of ``module_world``).
 from __future__ import annotations
 
 import functools
+import html
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -235,6 +237,21 @@ def test_browsers_get_pages_and_scripts_keep_json(module_world: World) -> None:
     assert 'name="next" value="/"' in signin  # no open redirect through the form
 
 
+def test_audit_filters_and_its_csv_export(admin: Browser, store: tuple[str, str]) -> None:
+    root, sub = store
+    today = datetime.now(UTC).date()
+    page = admin.get(f"/stores/{root}/audit", params={"action": "store.create", "since": today})
+    assert page.status_code == 200
+    assert page.text.count("<code>store.create</code>") == 2  # the root and its sub-store
+    old = admin.get(f"/stores/{root}/audit", params={"until": today - timedelta(days=1)}).text
+    assert "No entries." in old
+    export = re.search(r'href="(/api/v1/stores/[^"]+/audit\?[^"]+)" download', page.text)
+    assert export, page.text
+    csv = admin.client.get(html.unescape(export.group(1)))
+    assert csv.status_code == 200, csv.text
+    assert csv.text.count("store.create") == 2 and sub in csv.text
+
+
 def test_unknown_things_are_pages_for_browsers(admin: Browser, store: tuple[str, str]) -> None:
     missing = admin.get("/stores/no-such-store")
     assert missing.status_code == 404 and "<h1>Not found</h1>" in missing.text
@@ -381,6 +398,8 @@ def test_snaps_register_review_release_progressive_close(
         snap_id = re.search(r"<dt>Snap id</dt><dd><code>(\w+)</code>", snap_page)
         assert snap_id
         first = _push(module_world, tmp_path, publisher.account_id, snap_id.group(1), "1.0")
+        catalogue = pub.get(f"/stores/{sub}/curation").text
+        assert re.search(rf"<strong>{name}</strong></td><td>app</td><td>this store</td>", catalogue)
 
         queue = rev.get(f"/stores/{sub}/review").text
         assert name in queue and f"/revisions/{first}/accept" in queue

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
@@ -40,6 +41,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["dashboard"], default_response_class=HTMLResponse)
 ROLE_NAMES = [r.value for r in STORE_ROLES]
 CHART_DAYS = 30
+CATALOGUE_LIMIT = 500
 
 
 def devices_chart(ctx: RequestContext, store_id: str) -> dict[str, Any]:
@@ -285,9 +287,16 @@ def curation_page(ctx: StoreView, store_id: str) -> HTMLResponse:
     store = ctx.stores.get(store_id)
     includes, excludes = ctx.stores.curation(store_id)
     snaps = _snap_names(ctx, {i.snap_id for i in includes} | {e.snap_id for e in excludes})
+    scope = ctx.stores.catalogue(store_id)
+    catalogue = ctx.session.scalars(
+        select(Snap)
+        .where(scope.sql_filter(Snap.store_id, Snap.snap_id))
+        .order_by(Snap.name)
+        .limit(CATALOGUE_LIMIT)
+    ).all()
     return render(
         ctx, "curation.html", store=store, tab="Curation", snaps=snaps,
-        includes=includes, excludes=excludes,
+        includes=includes, excludes=excludes, catalogue=catalogue, limit=CATALOGUE_LIMIT,
     )  # fmt: skip
 
 
@@ -351,23 +360,42 @@ def unexclude(ctx: Curate, store_id: str, snap_id: str) -> Response:
 # -- audit ---------------------------------------------------------------------------------
 
 
+def _audit_export(store_id: str, action: str, start: datetime | None, end: datetime | None) -> str:
+    """The admin API's CSV export of the same filter (the browser's session reads it)."""
+    query = {"format": "csv", "limit": "500"}
+    if action:
+        query["action"] = action
+    if start:
+        query["since"] = start.isoformat()
+    if end:
+        query["until"] = end.isoformat()
+    return f"/api/v1/stores/{store_id}/audit?{urlencode(query)}"
+
+
 @router.get("/stores/{store_id}/audit", responses=_HTML)
 def audit_page(
     ctx: AuditView,
     store_id: str,
     action: Annotated[str, Query(max_length=64)] = "",
+    since: Annotated[date | None, Query()] = None,
+    until: Annotated[date | None, Query()] = None,
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
     """Changes in this store and below, 100 a page, with a CSV export of the same filter."""
     store = ctx.stores.get(store_id)
+    start = datetime.combine(since, time(), tzinfo=UTC) if since else None
+    # "until" is a day the person means to include
+    end = datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) if until else None
     entries = ctx.audit.query(
         store_ids=ctx.stores.subtree_ids(store_id), action=action or None, after_id=after,
-        limit=100,
+        since=start, until=end, limit=100,
     )  # fmt: skip
     actors = _accounts(ctx, {e.actor_account_id for e in entries if e.actor_account_id})
     rows = [entry_dict(e) for e in entries]
     return render(
         ctx, "audit.html", store=store, tab="Audit log", rows=rows, action=action,
+        since=since.isoformat() if since else "", until=until.isoformat() if until else "",
+        export=_audit_export(store_id, action, start, end),
         actors={k: a.email for k, a in actors.items()},
         next_after=entries[-1].id if len(entries) == 100 else None,
     )  # fmt: skip
