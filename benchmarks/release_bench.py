@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, literal, select
+from sqlalchemy import insert, literal, select, text
 
 from iotstore.accounts import adopt_root
 from iotstore.accounts.brands import BrandService
@@ -91,6 +91,10 @@ def populate(database: SqlDatabase, store_id: str, publisher_id: str, snaps: int
                 first,
             )
         )  # fmt: skip
+    # fresh statistics, as autovacuum would gather after such a load (else PostgreSQL
+    # plans the lookup as a sequential scan of the just-filled tables)
+    with database.engine.begin() as connection:
+        connection.execute(text("ANALYZE"))
     return ids
 
 
