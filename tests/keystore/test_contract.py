@@ -363,6 +363,7 @@ def test_bad_names_are_refused_everywhere(
         lambda: keystore.signer(bad),
         lambda: keystore.disable(bad),
         lambda: keystore.public_key(bad),
+        lambda: keystore.delete(bad),
     ]
     for call in calls:
         with pytest.raises(InvalidKeyName, match="invalid key name"):
@@ -375,10 +376,26 @@ def test_bad_names_are_refused_everywhere(
 
 def test_missing_keys(keystore: KeyStore) -> None:
     keystore.generate("present", bits=BITS)
-    for call in (keystore.get, keystore.signer, keystore.disable, keystore.public_key):
+    calls = (keystore.get, keystore.signer, keystore.disable, keystore.public_key, keystore.delete)
+    for call in calls:
         with pytest.raises(KeyNotFound, match='no key named "absent"'):
             call("absent")
     assert [info.name for info in keystore.list()] == ["present"]
+
+
+def test_delete_removes_a_key_and_frees_its_name(keystore: KeyStore) -> None:
+    kept = keystore.generate("kept", bits=BITS)
+    gone = keystore.generate("gone", bits=BITS)
+    signer = keystore.signer("gone")
+    keystore.delete("gone")
+    assert [info.name for info in keystore.list()] == ["kept"]
+    with pytest.raises(KeyNotFound):
+        keystore.find_by_id(gone.key_id)
+    with pytest.raises(KeyStoreError):
+        signer.sign_digest(hashlib.sha512(b"x").digest())  # a signer handed out before
+    again = keystore.generate("gone", bits=BITS)  # the name is free again
+    assert again.key_id != gone.key_id
+    assert keystore.get("kept") == kept
 
 
 def test_errors_share_one_root(keystore: KeyStore) -> None:

@@ -493,3 +493,31 @@ def test_brand_and_account_names_refuse_control_characters(world: World) -> None
     # letters of any script and emoji are names
     made = _ok(brand(**{"display-name": "Acme Ünïcødé 設備 🚀"}), 201)
     assert made["display-name"] == "Acme Ünïcødé 設備 🚀"
+
+
+def test_a_failed_key_generation_leaves_no_key_behind(world: World) -> None:
+    # A real fault after the key store wrote: the root key is disabled, so the new
+    # key's account-key cannot be signed and the request fails after generation.
+    c, f, deployment = world.client, world.factory, world.deployment
+    _, store_id = f.brand()
+    admin = f.person({store_id: "admin"})
+    url = f"/api/v1/stores/{store_id}/brand/keys"
+    made = c.post(url, json={"name": "kept", "bits": 2048}, headers=admin.headers)
+    assert made.status_code == 201, made.text
+    before = {k.name for k in deployment.keystore.list()}
+
+    deployment.keystore.disable(deployment.root.key_name)
+    error = error_of(c.post(url, json={"name": "lost", "bits": 2048}, headers=admin.headers), 409)
+    assert "disabled" in error["message"]
+    assert {k.name for k in deployment.keystore.list()} == before  # the new key was deleted
+    names = [k["name"] for k in _ok(c.get(url, headers=admin.headers))["items"]]
+    assert "lost" not in names and "kept" in names
+
+    # disabling reaches the key store once the transaction commits (not before)
+    kept = next(k for k in deployment.keystore.list() if k.name.endswith("-kept"))
+    refused = c.post(f"{url}/kept/disable", json={"confirm": "not-the-name"}, headers=admin.headers)
+    assert refused.status_code in (400, 409), refused.text
+    assert deployment.keystore.get(kept.name).disabled is False
+    disabled = c.post(f"{url}/kept/disable", json={"confirm": "kept"}, headers=admin.headers)
+    assert disabled.status_code == 200, disabled.text
+    assert deployment.keystore.get(kept.name).disabled is True

@@ -25,8 +25,10 @@ from .errors import (
     MasterKeyError,
 )
 from .interfaces import KeyInfo, KeyRecord, KeyRecords, KeyStore
+from .layered import LayeredKeyStore
 from .memory import MemoryKeyStore
 from .pkcs11 import PKCS11KeyStore
+from .transaction import TransactionKeys
 
 __all__ = [
     "DEFAULT_MASTER_KEY_ENV",
@@ -45,9 +47,11 @@ __all__ = [
     "KeyStorageError",
     "KeyStore",
     "KeyStoreError",
+    "LayeredKeyStore",
     "MasterKey",
     "MasterKeyError",
     "MemoryKeyStore",
     "PKCS11KeyStore",
     "SqliteKeyRecords",
+    "TransactionKeys",
 ]

@@ -289,6 +289,13 @@ class EncryptedKeyStore:
             self._cache.pop(record.key_id, None)
         return _info(record)
 
+    def delete(self, name: str) -> None:
+        """Remove key ``name`` and its cached copy; see :meth:`KeyStore.delete`."""
+        record = self._record(name)
+        self._records.delete(name)
+        with self._lock:
+            self._cache.pop(record.key_id, None)
+
     def public_key(self, name: str) -> PublicKey:
         """Return the public key of ``name``; see :meth:`KeyStore.public_key`.
 
@@ -408,6 +415,7 @@ _UPDATE = (
     "UPDATE keystore_keys SET key_id = ?, bits = ?, created = ?, disabled = ?,"
     " master_key_id = ?, nonce = ?, ciphertext = ? WHERE name = ?"
 )
+_DELETE = "DELETE FROM keystore_keys WHERE name = ?"
 _Row = tuple[str, str, int, str, int, str, bytes, bytes]
 
 
@@ -517,6 +525,17 @@ class SqliteKeyRecords:
                 raise KeyStorageError(f"cannot update key record: {e}") from e
         if cursor.rowcount != 1:
             raise KeyNotFound(f'no key named "{record.name}"')
+
+    def delete(self, name: str) -> None:
+        """Remove the record ``name``; raise :class:`KeyNotFound` or :class:`KeyStorageError`."""
+        with self._lock:
+            try:
+                with self._conn:
+                    cursor = self._conn.execute(_DELETE, (name,))
+            except sqlite3.Error as e:
+                raise KeyStorageError(f"cannot delete key record: {e}") from e
+        if cursor.rowcount != 1:
+            raise KeyNotFound(f'no key named "{name}"')
 
     def close(self) -> None:
         """Close the database connection."""

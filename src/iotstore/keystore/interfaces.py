@@ -92,6 +92,15 @@ class KeyStore(Protocol):
         """
         ...
 
+    def delete(self, name: str) -> None:
+        """Remove key ``name`` for good.
+
+        Only for a key nothing refers to yet: the undo of a generation or
+        import whose database transaction failed (see :class:`TransactionKeys`).
+        Raises :class:`KeyNotFound`, :class:`InvalidKeyName`.
+        """
+        ...
+
     def public_key(self, name: str) -> PublicKey:
         """Return the public half of key ``name`` (also for disabled keys).
 
@@ -149,4 +158,8 @@ class KeyRecords(Protocol):
 
     def update(self, record: KeyRecord) -> None:
         """Replace the stored record with the same name; raise :class:`KeyNotFound` if none."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove the record called ``name``; raise :class:`KeyNotFound` if none."""
         ...

@@ -90,6 +90,13 @@ class MemoryKeyStore:
             entry.info = replace(entry.info, disabled=True)
             return entry.info
 
+    def delete(self, name: str) -> None:
+        """Remove key ``name``; see :meth:`KeyStore.delete`."""
+        check_name(name)
+        with self._lock:
+            self._locked_entry(name)
+            del self._entries[name]
+
     def public_key(self, name: str) -> PublicKey:
         """Return the public key of ``name``; see :meth:`KeyStore.public_key`."""
         return self._entry(name).public

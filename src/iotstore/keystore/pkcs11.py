@@ -257,6 +257,35 @@ class PKCS11KeyStore:
                 private[Attribute.SIGN] = False
             return self._info(session, name)
 
+    def delete(self, name: str) -> None:
+        """Destroy the key pair and metadata of ``name``; see :meth:`KeyStore.delete`.
+
+        Also raises :class:`HSMError`.
+        """
+        check_name(name)
+        with self._lock, _hsm(f'cannot delete key "{name}"'):
+            session = self._open_session()
+            key_id = self._key_id(session, name)
+            ident = key_id.encode("ascii")
+            objects = [
+                *builtins.list(
+                    session.get_objects(
+                        {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: ident}
+                    )
+                ),
+                *builtins.list(
+                    session.get_objects(
+                        {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: ident}
+                    )
+                ),
+                *self._metadata(session, name),
+            ]
+            for obj in objects:
+                obj.destroy()
+            self._key_ids.pop(name, None)
+            self._private.pop(key_id, None)
+            self._public.pop(key_id, None)
+
     def public_key(self, name: str) -> PublicKey:
         """Return the public key of ``name``; see :meth:`KeyStore.public_key`.
 

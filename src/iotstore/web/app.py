@@ -14,6 +14,7 @@ from iotstore.settings import Settings
 from . import device_api, device_service, signin
 from .admin_api import brands, invitations, members, stores, system, tokens, vault
 from .admin_api import snaps as admin_snaps
+from .context import end_transactions_before_serialisation
 from .dashboard import install as install_dashboard
 from .errors import install_error_handlers
 from .limits import BodyLimit
@@ -66,6 +67,7 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
     app.add_middleware(
         BodyLimit, limit=settings.max_body_bytes, exempt=(publisher_storage.UPLOAD_PATH,)
     )
+    end_transactions_before_serialisation(app)  # last: after every route is added
     return app
 
 
