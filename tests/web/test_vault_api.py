@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -511,3 +512,52 @@ def test_device_service_refusals_have_snapds_shape(
     assert types == ["serial", "account-key", "account"]
     version = client.get(f"{VAULT}/version")
     assert version.status_code == 200 and version.json()["version"] == "1"
+
+
+def test_serial_signing_postponed_with_202_while_the_key_store_is_unavailable(
+    world: World, device_key: asserts.RSAPrivateKey
+) -> None:
+    # A real fault: another process holds the key database's exclusive lock, so
+    # the key store cannot read the serial key (KeyStorageError after its busy
+    # timeout). snapd's 202 contract: same serial-request again later, same request-id.
+    brand_id, store_id = world.factory.brand()
+    admin = world.factory.person({store_id: "admin"})
+    made = world.client.post(
+        f"/api/v1/stores/{store_id}/brand/keys", headers=admin.headers,
+        json={"name": "models", "bits": 2048},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    b = Brand(brand_id, store_id, admin, world.client)
+    name, api_key = b.model()
+    model = b.assertion(name)
+    assert register(world.client, api_key, model, asserts.generate_rsa(2048)).status_code == 200
+
+    rid = world.client.post(f"{VAULT}/request-id", headers={"api-key": api_key})
+    headers = {
+        "brand-id": model.brand_id, "model": model.model, "serial": unique("sn"),
+        "request-id": rid.json()["request-id"], "device-key": device_key.public_key.encoded,
+    }  # fmt: skip
+    stream = asserts.encode_stream([asserts.sign("serial-request", headers, device_key), model])
+    post = {"api-key": api_key, "Content-Type": asserts.MEDIA_TYPE}
+
+    locker = sqlite3.connect(world.deployment.data_dir / "keys.sqlite", timeout=0)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")
+        pending = world.client.post(f"{VAULT}/serial", content=stream, headers=post)
+    finally:
+        locker.rollback()
+        locker.close()
+    assert pending.status_code == 202, pending.text
+    assert pending.headers["content-type"] == "application/json"
+    assert pending.json()["error_code"] == "signing-pending"
+    log = b.get("/signing-log", params={"search": headers["serial"]}).json()["items"]
+    assert log == []  # nothing half-written
+
+    # the key store is back: the very same request (same request-id) now gets its serial
+    answer = world.client.post(f"{VAULT}/serial", content=stream, headers=post)
+    assert answer.status_code == 200, answer.text
+    serial = next(iter(asserts.decode_stream(answer.content)))
+    assert isinstance(serial, asserts.Serial) and serial.serial == headers["serial"]
+    # and it stays single use
+    again = world.client.post(f"{VAULT}/serial", content=stream, headers=post)
+    assert "request-id" in vault_error(again, 400)

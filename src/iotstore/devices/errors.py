@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iotstore.errors import Conflict, Forbidden, InvalidInput, NotFound, Refused
+from iotstore.errors import Conflict, Forbidden, InvalidInput, NotFound, Refused, Unavailable
 
 __all__ = [
     "DeviceBlocked",
@@ -12,6 +12,7 @@ __all__ = [
     "ModelNotFound",
     "NotPreauthorised",
     "SerialInUse",
+    "SigningPending",
     "VaultRuleViolation",
 ]
 
@@ -64,3 +65,14 @@ class VaultRuleViolation(InvalidInput):
 
 class KeyGuard(Refused):
     """A key cannot be disabled while it is the model's only active serial key."""
+
+
+class SigningPending(Unavailable):
+    """The serial key's store (an HSM, the key database) failed for now; the request was kept.
+
+    The device-service answers 202: snapd then posts the same serial-request
+    again after 60 s, for as long as it gets 202, and the vault keeps its
+    request-id valid meanwhile.
+    """
+
+    code = "signing-pending"

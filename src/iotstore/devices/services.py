@@ -40,7 +40,7 @@ from iotstore.accounts.errors import AccountRuleViolation
 from iotstore.accounts.models import BrandKey
 from iotstore.assertdb.models import StoredAssertion
 from iotstore.db import Base, utcnow
-from iotstore.keystore import KeyStore
+from iotstore.keystore import HSMError, KeyStorageError, KeyStore
 from iotstore.stores.audit import Actor, AuditLog
 from iotstore.stores.models import Store
 
@@ -54,6 +54,7 @@ from .errors import (
     ModelNotFound,
     NotPreauthorised,
     SerialInUse,
+    SigningPending,
     VaultRuleViolation,
 )
 from .models import (
@@ -94,6 +95,15 @@ _CONSUME_REQUEST_ID = (
     )
     .values(used_at=bindparam("now"))
 )
+# Un-consume and extend a request-id whose signing was postponed (202: snapd retries it).
+_POSTPONE_REQUEST_ID = (
+    update(_table(RequestId))
+    .where(_requests.id == bindparam("request_id"))
+    .values(used_at=None, expires_at=bindparam("expires_at"))
+)
+# Key-store faults that may pass (token unplugged, key database locked): a device
+# should retry the same request, not fail its registration.
+_TRANSIENT_KEYSTORE_ERRORS = (HSMError, KeyStorageError)
 _devices = Device.__table__.c
 _FIND_DEVICE = select(
     _devices.id, _devices.device_key_id, _devices.serial_revision, _devices.blocked
@@ -374,23 +384,32 @@ class VaultService:
         self, actor: Actor, model: DeviceModel, entries: Iterable[tuple[str, str | None]]
     ) -> int:
         """Add (serial, device-key id or None) pairs to the allow-list; return how many are new."""
-        added = 0
+        wanted: dict[str, str | None] = {}
         for serial, key_id in entries:
             _check_serial(serial)
             if key_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{64}", key_id):
                 raise VaultRuleViolation(f"not a device-key id: {key_id!r}", field="device-key")
-            existing = self._session.scalars(
+            wanted[serial] = key_id  # a later line for the same serial wins, as before
+        # existing rows in batches, not one SELECT per line of a large CSV
+        serials = list(wanted)
+        existing: dict[str, AllowedDevice] = {}
+        for start in range(0, len(serials), 500):
+            for row in self._session.scalars(
                 select(AllowedDevice).where(
-                    AllowedDevice.model_id == model.id, AllowedDevice.serial == serial
+                    AllowedDevice.model_id == model.id,
+                    AllowedDevice.serial.in_(serials[start : start + 500]),
                 )
-            ).first()
-            if existing is None:
+            ):
+                existing[row.serial] = row
+        added = 0
+        for serial, key_id in wanted.items():
+            if serial in existing:
+                existing[serial].device_key_id = key_id
+            else:
                 self._session.add(
                     AllowedDevice(model_id=model.id, serial=serial, device_key_id=key_id)
                 )
                 added += 1
-            else:
-                existing.device_key_id = key_id
         self._session.flush()
         self._audit.record(
             actor, "allowlist.add", store_id=model.store_id, target=model.name,
@@ -484,7 +503,11 @@ class VaultService:
                 f"this API key is for {enrolled.brand_id}/{enrolled.model}, not "
                 f"{request.brand_id}/{request.model}"
             )
-        signing = signing_cache(self._keystore).get(enrolled, self._trust, self._keystore)
+        try:
+            signing = signing_cache(self._keystore).get(enrolled, self._trust, self._keystore)
+        except _TRANSIENT_KEYSTORE_ERRORS as e:
+            self._consume_request_id(request.request_id)  # a used or unknown one is refused
+            raise self._postpone(request.request_id, e) from e
         model = signing.model
         if len(members) == 2:
             sent = members[1]
@@ -566,7 +589,10 @@ class VaultService:
         }
         if revision:
             headers["revision"] = str(revision)
-        signed = asserts.sign("serial", headers, signing.signer)
+        try:
+            signed = asserts.sign("serial", headers, signing.signer)
+        except _TRANSIENT_KEYSTORE_ERRORS as e:
+            raise self._postpone(request.request_id, e) from e
         assert isinstance(signed, asserts.Serial)
         # Stored without Database.add's re-check: the serial was signed a moment ago
         # by the active key, whose account-key (cached, revision-checked) is valid
@@ -608,6 +634,18 @@ class VaultService:
             },
         )  # fmt: skip
         return Registration(signed, signing.chain)
+
+    def _postpone(self, request_id: str, cause: Exception) -> SigningPending:
+        """Keep the request-id usable (this transaction consumed it) for snapd's 202 retry.
+
+        Nothing else was written yet: the caller commits this one change and
+        answers 202; the device posts the same serial-request after 60 s.
+        """
+        self._session.connection().execute(
+            _POSTPONE_REQUEST_ID,
+            {"request_id": request_id, "expires_at": utcnow() + NONCE_LIFETIME},
+        )
+        return SigningPending(f"the serial signing key is unavailable for now ({cause})")
 
     def _chain(self, serial: asserts.Serial) -> list[asserts.Assertion]:
         key = self._trust.find("account-key", (serial.sign_key_id,))

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from iotstore import asserts
+from iotstore.devices.errors import SigningPending
 from iotstore.devices.services import VaultService
 from iotstore.stores.permissions import Permission
 
@@ -57,9 +58,17 @@ async def serial(ctx: Device, request: Request, api_key: ApiKeyHeader = None) ->
     # Signing and the database block: run them in the thread pool. On the event
     # loop they stall every request, including the commits other registrations
     # wait for (SQLite's write lock, the connection pool): 503s under load.
-    registration = await run_in_threadpool(
-        vault_service(ctx).register, api_key, body, client.host if client else None
-    )
+    try:
+        registration = await run_in_threadpool(
+            vault_service(ctx).register, api_key, body, client.host if client else None
+        )
+    except SigningPending as e:
+        # 202: snapd keeps this serial-request and posts it again after 60 s, for as
+        # long as it gets 202 (a 5xx would cost it a fresh request-id and one of its
+        # counted retries). The vault committed only the request-id's new expiry.
+        return JSONResponse(
+            {"success": False, "error_code": e.code, "message": e.message}, status_code=202
+        )
     return Response(registration.stream(), media_type=asserts.MEDIA_TYPE)
 
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from iotstore.accounts.brands import brand_dict, brand_key_dict
 from iotstore.accounts.models import Brand
@@ -69,6 +70,11 @@ async def register_key(ctx: Manage, store_id: str, request: Request) -> dict[str
     data = await request.body()
     if len(data) > MAX_REQUEST_ASSERTION:
         raise InvalidInput("the account-key-request is too large", field="body")
+    # verifying and signing as the root, and SQL, block: off the event loop
+    return await run_in_threadpool(_register_key, ctx, store_id, data)
+
+
+def _register_key(ctx: RequestContext, store_id: str, data: bytes) -> dict[str, Any]:
     brand = _brand(ctx, store_id)
     key = ctx.brands.register_key(brand.account_id, data)
     ctx.audit.record(

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from iotstore import asserts
 from iotstore.devices.errors import ModelNotFound, VaultRuleViolation
@@ -86,9 +87,17 @@ async def register_model(ctx: Manage, store_id: str, request: Request) -> dict[s
     data = await request.body()
     if len(data) > MAX_UPLOAD:
         raise VaultRuleViolation("the model is too large")
+    content_type = request.headers.get("content-type", "")
+    # signing, checking and SQL block: off the event loop, which serves every other request
+    return await run_in_threadpool(_register_model, ctx, store_id, content_type, data)
+
+
+def _register_model(
+    ctx: RequestContext, store_id: str, content_type: str, data: bytes
+) -> dict[str, Any]:
     store = ctx.stores.get(store_id)
     vault = vault_service(ctx)
-    if request.headers.get("content-type", "").startswith(asserts.MEDIA_TYPE):
+    if content_type.startswith(asserts.MEDIA_TYPE):
         model = vault.register_model(ctx.actor, store.brand_id, data)
     else:
         try:
@@ -211,8 +220,16 @@ async def add_allowlist(ctx: Manage, store_id: str, model: str, request: Request
     data = await request.body()
     if len(data) > 4 * 1024 * 1024:
         raise VaultRuleViolation("the allow-list upload is too large")
+    content_type = request.headers.get("content-type", "")
+    # parsing a large CSV and its SQL block: off the event loop
+    return await run_in_threadpool(_add_allowlist, ctx, store_id, model, content_type, data)
+
+
+def _add_allowlist(
+    ctx: RequestContext, store_id: str, model: str, content_type: str, data: bytes
+) -> dict[str, Any]:
     vault, row = _model(ctx, store_id, model)
-    if request.headers.get("content-type", "").startswith("text/csv"):
+    if content_type.startswith("text/csv"):
         added = vault.import_allowlist_csv(ctx.actor, row, data.decode("utf-8", "replace"))
     else:
         try:
