@@ -19,9 +19,9 @@ Run: ``.venv/bin/python -m benchmarks.vault_bench [--seconds S] [--concurrency C
    minus this one is the cost of HTTP, FastAPI and the thread hand-offs.
 4. **SoftHSM** (unless ``--no-hsm``): the same in-process measurement with the
    serial key in a SoftHSM2 token behind ``iotstore.keystore.PKCS11KeyStore``,
-   against the token's own raw signing rate. The running server cannot use a
-   PKCS#11 store without a change to ``iotstore.deployment`` (it always opens
-   the encrypted store), so this one is in-process only.
+   against the token's own raw signing rate; then over HTTP with the server
+   set to ``IOTSTORE_KEYSTORE=pkcs11`` (the demo's serial key generated in the
+   token).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ from iotstore.keystore import (
 )
 from iotstore.keystore._common import StoreSigner
 from iotstore.migrations import upgrade
-from iotstore.settings import Settings
+from iotstore.settings import KeystoreSettings, Settings
 from iotstore.stores.audit import Actor, AuditLog
 from iotstore.stores.services import StoreService
 
@@ -113,12 +113,17 @@ class Server:
         return str(self.info["api_key"])
 
 
-def seeded_server_dir(base: Path, database_url: str | None) -> Server:
+def seeded_server_dir(
+    base: Path, database_url: str | None, keystore: KeystoreSettings | None = None
+) -> Server:
     """Initialise a data directory and seed the demo (model, serial key, API key)."""
     data_dir = base / "data"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(data_dir=data_dir, base_url=url, database_url=database_url)
+    settings = Settings(
+        data_dir=data_dir, base_url=url, database_url=database_url,
+        keystore=keystore or KeystoreSettings(),
+    )  # fmt: skip
     deployment = Deployment.init(
         data_dir, settings=settings, root_id=ROOT_ID, root_key_pem=root_key_pem()
     )
@@ -135,9 +140,12 @@ def seeded_server_dir(base: Path, database_url: str | None) -> Server:
 
 
 @contextlib.contextmanager
-def serving(server: Server, workers: int, log_path: Path) -> Iterator[Server]:
+def serving(
+    server: Server, workers: int, log_path: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """Run ``iotstore serve`` on the seeded directory until the block ends."""
     env = {**os.environ, "IOTSTORE_BASE_URL": server.url, "IOTSTORE_DATA_DIR": str(server.data_dir)}
+    env.update(extra_env or {})
     env.pop("IOTSTORE_DATABASE_URL", None)
     if not server.database_url.startswith("sqlite"):
         env["IOTSTORE_DATABASE_URL"] = server.database_url
@@ -657,6 +665,30 @@ def main(argv: list[str] | None = None) -> int:
                     world.database.dispose()
                 finally:
                     hsm.close()
+                # over HTTP: the server's keystore setting puts the serial key in the token
+                hsm_env = {
+                    "IOTSTORE_KEYSTORE": "pkcs11", "IOTSTORE_PKCS11_MODULE": module,
+                    "IOTSTORE_PKCS11_TOKEN": label, "IOTSTORE_PKCS11_PIN": pin,
+                }  # fmt: skip
+                hsm_base = hsm_dir / "server"
+                hsm_base.mkdir()
+                hsm_server = seeded_server_dir(
+                    hsm_base, None, KeystoreSettings("pkcs11", module, label, pin)
+                )
+                with serving(hsm_server, args.workers, hsm_base / "server.log", hsm_env):
+                    hsm_outcomes, hsm_wall, hsm_cpu = asyncio.run(
+                        closed_loop(hsm_server, keys, args.concurrency, args.seconds)
+                    )
+            hsm_good = [o for o in hsm_outcomes if o.ok]
+            hsm_http = len(hsm_good) / hsm_wall
+            hsm_server_ms = hsm_cpu / max(1, len(hsm_good)) * 1000
+            print(
+                f"\nHTTP, SQLite + SoftHSM2 (IOTSTORE_KEYSTORE=pkcs11), {args.workers} worker(s):"
+                f" {len(hsm_good)} ok, {len(hsm_outcomes) - len(hsm_good)} failed;"
+                f" {hsm_http:.1f}/s, ratio to raw SoftHSM signing {hsm_http / hsm_raw:.3f};"
+                f" server CPU {hsm_server_ms:.2f} ms per registration"
+            )
+            summary.update(http_softhsm_per_s=hsm_http, http_softhsm_ratio=hsm_http / hsm_raw)
             print_phases("in-process VaultService.register, SoftHSM2 (PKCS#11)", rate, per)
             print(f"  raw SoftHSM RSA-4096 sign: {hsm_raw:.1f}/s; ratio to it {rate / hsm_raw:.3f};"
                   f" ratio to raw cryptography on one core {rate / raw_one:.3f}")  # fmt: skip

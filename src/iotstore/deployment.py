@@ -30,7 +30,14 @@ from iotstore import asserts
 from iotstore.accounts import RootAuthority, adopt_root, create_root
 from iotstore.blobstore import BlobStore, blobstore_for
 from iotstore.db import SqlDatabase
-from iotstore.keystore import EncryptedKeyStore, KeyStore, MasterKey
+from iotstore.keystore import (
+    EncryptedKeyStore,
+    KeyStore,
+    KeyStoreError,
+    LayeredKeyStore,
+    MasterKey,
+    PKCS11KeyStore,
+)
 from iotstore.mail import DirectoryMailer, Mailer, SmtpMailer
 from iotstore.migrations import upgrade
 from iotstore.settings import Settings
@@ -172,8 +179,10 @@ class Deployment:
         if info.get("format") != _FORMAT:
             raise DeploymentError(f"{meta}: unsupported deployment format {info.get('format')}")
         root = RootAuthority.from_stream(root_path.read_bytes())
-        keystore = EncryptedKeyStore.open_sqlite(keys_path, cls._master_key(data_dir, False))
         settings = settings or Settings.from_env(data_dir)
+        keystore = cls._keystore(
+            EncryptedKeyStore.open_sqlite(keys_path, cls._master_key(data_dir, False)), settings
+        )
         database = SqlDatabase.from_url(settings.resolved_database_url)
         upgrade(database.engine)
         return cls(
@@ -186,6 +195,21 @@ class Deployment:
             cls._mailer(data_dir, settings),
             cls._blobs(data_dir, settings),
         )
+
+    @staticmethod
+    def _keystore(encrypted: EncryptedKeyStore, settings: Settings) -> KeyStore:
+        """The encrypted store, or a PKCS#11 token for new keys in front of it."""
+        config = settings.keystore
+        if config.backend != "pkcs11":
+            return encrypted
+        assert config.pkcs11_module and config.pkcs11_token and config.pkcs11_pin
+        try:
+            hsm = PKCS11KeyStore(config.pkcs11_module, config.pkcs11_token, config.pkcs11_pin)
+        except KeyStoreError as e:
+            encrypted.close()
+            raise DeploymentError(f"cannot open the PKCS#11 key store: {e}") from e
+        # the root (and keys made before the switch) keep signing from the encrypted store
+        return LayeredKeyStore(hsm, encrypted)
 
     @staticmethod
     def _blobs(data_dir: Path, settings: Settings) -> BlobStore:

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["BlobSettings", "OidcSettings", "Settings", "SettingsError", "SmtpSettings"]
+__all__ = [
+    "BlobSettings",
+    "KeystoreSettings",
+    "OidcSettings",
+    "Settings",
+    "SettingsError",
+    "SmtpSettings",
+]
 
 
 class SettingsError(Exception):
@@ -56,6 +63,21 @@ class BlobSettings:
 
 
 @dataclass(frozen=True)
+class KeystoreSettings:
+    """Where new signing keys (brand and serial keys) are generated and held.
+
+    ``encrypted``: the AES-GCM sealed SQLite store in the data directory.
+    ``pkcs11``: a PKCS#11 token (an HSM, or SoftHSM2); keys made before the
+    switch (the root's) stay in the encrypted store and keep signing from it.
+    """
+
+    backend: Literal["encrypted", "pkcs11"] = "encrypted"
+    pkcs11_module: str | None = None
+    pkcs11_token: str | None = None
+    pkcs11_pin: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a deployment is configured with."""
 
@@ -71,6 +93,7 @@ class Settings:
     blobs: BlobSettings = field(default_factory=BlobSettings)
     # largest snap an upload may carry (bytes)
     max_snap_bytes: int = 4 * 1024**3
+    keystore: KeystoreSettings = field(default_factory=KeystoreSettings)
 
     @property
     def resolved_database_url(self) -> str:
@@ -117,8 +140,31 @@ class Settings:
             s3_region=env.get("IOTSTORE_S3_REGION", "us-east-1"),
             s3_public_endpoint_url=env.get("IOTSTORE_S3_PUBLIC_ENDPOINT_URL") or None,
         )
+        keystore = env.get("IOTSTORE_KEYSTORE", "encrypted")
+        if keystore not in {"encrypted", "pkcs11"}:
+            raise SettingsError("IOTSTORE_KEYSTORE must be 'encrypted' or 'pkcs11'")
+        keys = KeystoreSettings()
+        if keystore == "pkcs11":
+            missing = [
+                name
+                for name in (
+                    "IOTSTORE_PKCS11_MODULE",
+                    "IOTSTORE_PKCS11_TOKEN",
+                    "IOTSTORE_PKCS11_PIN",
+                )
+                if not env.get(name)
+            ]
+            if missing:
+                raise SettingsError(f"IOTSTORE_KEYSTORE=pkcs11 needs {', '.join(missing)}")
+            keys = KeystoreSettings(
+                backend="pkcs11",
+                pkcs11_module=env["IOTSTORE_PKCS11_MODULE"],
+                pkcs11_token=env["IOTSTORE_PKCS11_TOKEN"],
+                pkcs11_pin=env["IOTSTORE_PKCS11_PIN"],
+            )
         return cls(
             data_dir=data_dir,
+            keystore=keys,
             blobs=blobs,
             max_snap_bytes=_int(env, "IOTSTORE_MAX_SNAP_BYTES", 4 * 1024**3),
             base_url=base_url,
