@@ -188,6 +188,9 @@ def test_raw_values_keep_yaml_types_and_stay_json_safe() -> None:
         b"name: ab\nversion: '1'\nplugs: {x: !!binary notbase64!}\n",
         b"name: ab\nversion: '1'\nplugs: {x: !!binary aGk=}\n",
         b"name: ab\nversion: '1'\nplugs: {x: .nan}\n",
+        b"name: ab\nversion: '1'\napps: {ab: {command: \"a\\0b\"}}\n",
+        b"name: ab\nversion: '1'\napps: {ab: {command: \"\\ud800\"}}\n",
+        b"name: ab\nversion: '1'\napps: {ab: {command: x, \"a\\0\": 1}}\n",
         b"name: ab\nversion: '1'\nplugs: &a {x: *a}\n",
         b"name: ab\nversion: '1'\nx: " + b"[" * 5000 + b"]" * 5000 + b"\n",
     ],
@@ -203,6 +206,9 @@ def test_raw_values_keep_yaml_types_and_stay_json_safe() -> None:
         "bad-binary",
         "binary",
         "nan",
+        "nul-in-app",
+        "surrogate-in-app",
+        "nul-in-key",
         "recursive-alias",
         "deep-nesting",
     ],
@@ -223,6 +229,16 @@ def test_yaml_limits_are_configurable() -> None:
     assert len(parse_snap_yaml(content).apps) == 50
     assert code_of(content, InspectionLimits(max_yaml_nodes=50)) == "invalid-yaml"
     assert code_of(content, InspectionLimits(max_snap_yaml_bytes=100)) == "snap-yaml-too-large"
+
+
+@pytest.mark.parametrize("field", ["summary", "title", "description", "base", "license"])
+def test_text_a_database_cannot_store(field: str) -> None:
+    # a YAML escape makes a NUL, which PostgreSQL text refuses (libyaml refuses lone surrogates)
+    content = f'name: ab\nversion: "1"\n{field}: "a\\0b"\n'.encode()
+    with pytest.raises(InspectionError) as info:
+        parse_snap_yaml(content)
+    assert info.value.field == field
+    assert "NUL" in info.value.message
 
 
 def test_error_names_the_field() -> None:

@@ -301,15 +301,31 @@ def _load(text: str, loader: type[yaml.SafeLoader], limits: InspectionLimits | N
         instance.dispose()
 
 
+def _storable(text: str) -> bool:
+    """PostgreSQL text and JSONB refuse NUL and text that is not UTF-8 (YAML escapes allow both)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _json_safe(value: object, where: str) -> object:
     """Check a raw value holds only what JSON (and PostgreSQL JSONB) can store."""
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, dict):
+        if isinstance(item, str):
+            if not _storable(item):
+                raise _yaml_error(f"{where} holds a NUL or an unpaired surrogate")
+        elif isinstance(item, dict):
             for key, inner in item.items():
                 if not isinstance(key, str):
                     raise _yaml_error(f"{where} has a non-text key {key!r}")
+                if not _storable(key):
+                    raise _yaml_error(f"{where} holds a NUL or an unpaired surrogate")
                 stack.append(inner)
         elif isinstance(item, list):
             stack.extend(item)
@@ -330,6 +346,10 @@ def _text(document: Mapping[str, object], key: str, code: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InspectionError(code, f"{key!r} in snap.yaml must be text", field=key)
+    if not _storable(value):
+        raise InspectionError(
+            code, f"{key!r} in snap.yaml holds a NUL or an unpaired surrogate", field=key
+        )
     return value
 
 
