@@ -245,6 +245,8 @@ def test_audit_filters_and_its_csv_export(admin: Browser, store: tuple[str, str]
     assert page.text.count("<code>store.create</code>") == 2  # the root and its sub-store
     old = admin.get(f"/stores/{root}/audit", params={"until": today - timedelta(days=1)}).text
     assert "No entries." in old
+    empty = admin.get(f"/stores/{root}/audit", params={"action": "", "since": "", "until": "x"})
+    assert empty.status_code == 200 and empty.text.count("<code>store.create</code>") == 2
     export = re.search(r'href="(/api/v1/stores/[^"]+/audit\?[^"]+)" download', page.text)
     assert export, page.text
     csv = admin.client.get(html.unescape(export.group(1)))

@@ -360,6 +360,13 @@ def unexclude(ctx: Curate, store_id: str, snap_id: str) -> Response:
 # -- audit ---------------------------------------------------------------------------------
 
 
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
 def _audit_export(store_id: str, action: str, start: datetime | None, end: datetime | None) -> str:
     """The admin API's CSV export of the same filter (the browser's session reads it)."""
     query = {"format": "csv", "limit": "500"}
@@ -377,12 +384,14 @@ def audit_page(
     ctx: AuditView,
     store_id: str,
     action: Annotated[str, Query(max_length=64)] = "",
-    since: Annotated[date | None, Query()] = None,
-    until: Annotated[date | None, Query()] = None,
+    since_text: Annotated[str, Query(alias="since", max_length=32)] = "",
+    until_text: Annotated[str, Query(alias="until", max_length=32)] = "",
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
     """Changes in this store and below, 100 a page, with a CSV export of the same filter."""
     store = ctx.stores.get(store_id)
+    # a date field left empty is sent as "": no bound, like a date that does not parse
+    since, until = _day(since_text), _day(until_text)
     start = datetime.combine(since, time(), tzinfo=UTC) if since else None
     # "until" is a day the person means to include
     end = datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) if until else None
