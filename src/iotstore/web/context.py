@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from sqlalchemy import event
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 from starlette.routing import BaseRoute
 
@@ -195,8 +195,13 @@ def _ending_transaction(call: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(call)
         async def ending_async(**values: Any) -> Any:
             result = await call(**values)
-            # a commit blocks: not on the event loop
-            await run_in_threadpool(_finish_contexts, values, result)
+            # A commit blocks: not on the event loop. Its own limiter, as FastAPI
+            # does for a dependency's exit: the transaction holds SQLite's write
+            # lock (or a pooled connection), and the shared thread pool may be full
+            # of requests waiting for exactly that; they would wait for ever.
+            await anyio.to_thread.run_sync(
+                _finish_contexts, values, result, limiter=anyio.CapacityLimiter(1)
+            )
             return result
 
         setattr(ending_async, _ENDS_TRANSACTION, True)
