@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import string
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from iotstore import asserts
 from iotstore.assertdb import trust_database
@@ -29,7 +31,9 @@ from iotstore.snaps.errors import (
 )
 from iotstore.snaps.models import Revision, Upload
 from iotstore.snaps.services import valid_snap_name
+from iotstore.snaps.sweep import MIN_SWEEP_AGE, SWEEP_AGE, sweep_orphan_blobs
 from iotstore.stores.models import AuditEntry
+from iotstore.web.publisher_api._uploads import CLAIM_WINDOW
 
 from .conftest import PubWorld, new_world
 
@@ -388,3 +392,75 @@ def test_every_change_is_audited(reviewed: PubWorld) -> None:
         "snap.release",
         "snap.close",
     ]
+
+
+# -- orphaned blobs ---------------------------------------------------------------------
+
+_LONG_AGO = timedelta(days=2)
+
+
+def _age(pub: PubWorld, key: str) -> None:
+    # the file store dates a blob by its mtime: make it older than the sweep's grace
+    then = (datetime.now(UTC) - _LONG_AGO).timestamp()
+    os.utime(pub.backend.blobs.path(key), (then, then))  # type: ignore[attr-defined]
+
+
+def test_sweep_deletes_refused_and_unclaimed_blobs_never_a_revisions(pub: PubWorld) -> None:
+    name = pub.register()
+    path = pub.snap_file(name)
+    first = pub.upload("publisher", path)
+    # the same file again: refused as a duplicate digest; and a file of another name
+    dup_id = pub.upload("publisher", path)
+    refused_id = pub.upload("publisher", pub.snap_file("not-this-name"))
+    with pub.unit() as p:
+        snap = p.snaps.by_name(name)
+        released = p.revisions.push(pub.actor("publisher"), snap, first, channels=["stable"])
+        assert released.revision == 1
+    with pub.unit() as p:
+        snap = p.snaps.by_name(name)
+        for upload_id in (refused_id, dup_id):
+            status = p.revisions.push(pub.actor("publisher"), snap, upload_id)
+            assert status.code == "processing_error"
+        keys = {u: p.uploads.get(u, None).blob_key for u in (refused_id, dup_id)}
+        rev = p.revisions.get(snap, 1)
+        rev_key, rev_upload_id = rev.blob_key, rev.upload_id
+        assert p.releases.channel_map(snap)
+    loose = pub.backend.files / f"{name}-loose.snap"
+    loose.write_bytes(b"an upload nobody pushed")
+    unclaimed = pub.backend.blobs.put_file(loose)
+    loose.write_bytes(b"an upload that may still be pushed")
+    young = pub.backend.blobs.put_file(loose)
+    old = datetime.now(UTC) - _LONG_AGO
+    with pub.unit() as p:
+        p.session.execute(
+            update(Upload)
+            .where(Upload.id.in_([refused_id, dup_id, rev_upload_id]))
+            .values(created_at=old, pushed_at=old)
+        )
+    for key in {*keys.values(), rev_key, unclaimed.key}:
+        _age(pub, key)
+
+    result = sweep_orphan_blobs(pub.backend.database, pub.backend.blobs)
+
+    assert result.released >= 2
+    assert not pub.backend.blobs.exists(keys[refused_id])
+    assert not pub.backend.blobs.exists(unclaimed.key)
+    # the duplicate's own copy goes; a key it shared with the revision would stay
+    assert pub.backend.blobs.exists(keys[dup_id]) is (keys[dup_id] == rev_key)
+    assert pub.backend.blobs.exists(young.key)
+    # the released revision keeps its file, however old, whatever upload shared its digest
+    assert pub.backend.blobs.exists(rev_key)
+    with pub.unit() as p:
+        assert p.resolver.revision(p.snaps.by_name(name).snap_id, 1).blob_key == rev_key
+        # the refused upload still tells the publisher why
+        status = p.revisions.status(refused_id, pub.people["publisher"])
+        assert status.errors[0]["code"] == "name-mismatch"
+    # a second sweep finds nothing more to do
+    again = sweep_orphan_blobs(pub.backend.database, pub.backend.blobs)
+    assert (again.released, again.deleted) == (0, 0)
+
+
+def test_sweep_grace_outlasts_the_claim_window(pub: PubWorld) -> None:
+    assert SWEEP_AGE > MIN_SWEEP_AGE > CLAIM_WINDOW
+    with pytest.raises(ValueError):
+        sweep_orphan_blobs(pub.backend.database, pub.backend.blobs, older_than=CLAIM_WINDOW)

@@ -13,6 +13,9 @@ import pytest
 
 from iotstore.snaps.testing import build_snap
 from iotstore.stores.permissions import Permission
+from iotstore.web import _publishing
+from iotstore.web.admin_api import snaps as admin_snaps
+from iotstore.web.publisher_api import snaps as publisher_snaps
 
 from ._support import Person, World, bearer, error_of, unique
 
@@ -215,3 +218,8 @@ def test_bad_input_is_refused_with_a_reason(shop: Shop) -> None:
         json={"revision": 7, "channels": ["stable"]},
     )
     error_of(r, 404)
+
+
+def test_one_publishing_factory_serves_every_edge() -> None:
+    # the admin API, the publisher API and the dashboard build the services one way
+    assert admin_snaps.publishing is publisher_snaps.publishing is _publishing.publishing

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from iotstore.deployment import DATA_DIR_ENV
+if TYPE_CHECKING:
+    from iotstore.deployment import Deployment
+
+# iotstore.deployment.DATA_DIR_ENV, spelt out: importing the deployment (SQLAlchemy,
+# Alembic, the key stores) costs every command a second (tests/cli checks they agree)
+DATA_DIR_ENV = "IOTSTORE_DATA_DIR"
 
 DataDir = Annotated[
     Path,
@@ -19,3 +24,10 @@ DataDir = Annotated[
     ),
 ]
 DEFAULT_DATA_DIR = Path("iotstore-data")
+
+
+def open_deployment(data_dir: Path) -> Deployment:
+    """Open the deployment in ``data_dir`` (imported on first use: see above)."""
+    from iotstore.deployment import Deployment  # noqa: PLC0415 - lazy on purpose
+
+    return Deployment.open(data_dir)

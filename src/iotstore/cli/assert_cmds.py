@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from iotstore import asserts
-from iotstore.deployment import Deployment
+from ._options import DEFAULT_DATA_DIR, DataDir, open_deployment
 
-from ._options import DEFAULT_DATA_DIR, DataDir
+if TYPE_CHECKING:
+    from iotstore import asserts
 
 app = typer.Typer(help="Sign and verify assertions.", no_args_is_help=True)
 
@@ -26,6 +26,8 @@ def sign(
     ] = None,
 ) -> None:
     """Read JSON headers on stdin (a "body" member is the body); print the signed assertion."""
+    from iotstore import asserts  # noqa: PLC0415 - lazy: keeps CLI start-up light
+
     try:
         statement = json.loads(sys.stdin.buffer.read())
     except ValueError as e:
@@ -40,7 +42,7 @@ def sign(
         raise asserts.SigningError("body if specified must be a string")
     if authority is not None and statement.setdefault("authority-id", authority) != authority:
         raise asserts.SigningError("--authority clashes with the input's authority-id")
-    signer = Deployment.open(data_dir).keystore.signer(key)
+    signer = open_deployment(data_dir).keystore.signer(key)
     sys.stdout.buffer.write(asserts.sign(type_name, statement, signer, body).to_bytes())
 
 
@@ -55,7 +57,9 @@ def verify(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Check every assertion against the deployment's root; one line per assertion."""
-    db = Deployment.open(data_dir).trust_database()
+    from iotstore import asserts  # noqa: PLC0415 - lazy: keeps CLI start-up light
+
+    db = open_deployment(data_dir).trust_database()
     found: list[asserts.Assertion] = []
     for path in files:
         data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
@@ -87,6 +91,8 @@ def _problem(
     trusted: set[asserts.Assertion],
     errors: dict[asserts.Assertion, Exception],
 ) -> str | None:
+    from iotstore import asserts  # noqa: PLC0415 - lazy: keeps CLI start-up light
+
     if a in trusted:
         return None
     try:

@@ -8,9 +8,7 @@ from typing import Annotated
 
 import typer
 
-from iotstore.deployment import Deployment
-
-from ._options import DEFAULT_DATA_DIR, DataDir
+from ._options import DEFAULT_DATA_DIR, DataDir, open_deployment
 
 root_app = typer.Typer(help="The deployment's root of trust.", no_args_is_help=True)
 
@@ -32,6 +30,8 @@ def init(
     ] = False,
 ) -> None:
     """Create a deployment: master key, key store, and the root account + account-key."""
+    from iotstore.deployment import Deployment  # noqa: PLC0415 - lazy: keeps CLI start-up light
+
     if exist_ok and Deployment.exists(data_dir):
         deployment = Deployment.open(data_dir)
         typer.echo(f"deployment exists in {data_dir}; root account {deployment.root.account_id}")
@@ -49,7 +49,7 @@ def init(
 @root_app.command("export")
 def export(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Print the root account + account-key stream that devices must trust."""
-    sys.stdout.buffer.write(Deployment.open(data_dir).root.stream())
+    sys.stdout.buffer.write(open_deployment(data_dir).root.stream())
 
 
 def register(app: typer.Typer) -> None:

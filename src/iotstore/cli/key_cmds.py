@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from iotstore.deployment import Deployment
-from iotstore.keystore import KeyInfo
+from ._options import DEFAULT_DATA_DIR, DataDir, open_deployment
 
-from ._options import DEFAULT_DATA_DIR, DataDir
+if TYPE_CHECKING:
+    from iotstore.keystore import KeyInfo
 
 app = typer.Typer(help="Signing keys in the key store.", no_args_is_help=True)
 
@@ -23,7 +23,7 @@ def _line(info: KeyInfo) -> str:
 @app.command("list")
 def list_keys(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """List keys: name, snapd key id, size, state."""
-    for info in Deployment.open(data_dir).keystore.list():
+    for info in open_deployment(data_dir).keystore.list():
         typer.echo(_line(info))
 
 
@@ -34,13 +34,13 @@ def generate(
     bits: Annotated[int, typer.Option(help="RSA modulus size.")] = 4096,
 ) -> None:
     """Generate an RSA key in the key store."""
-    typer.echo(_line(Deployment.open(data_dir).keystore.generate(name, bits)))
+    typer.echo(_line(open_deployment(data_dir).keystore.generate(name, bits)))
 
 
 @app.command("import")
 def import_key(name: str, pem: Path, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Import an existing RSA private key (PEM) into the key store."""
-    typer.echo(_line(Deployment.open(data_dir).keystore.import_pem(name, pem.read_bytes())))
+    typer.echo(_line(open_deployment(data_dir).keystore.import_pem(name, pem.read_bytes())))
 
 
 @app.command("disable")
@@ -52,4 +52,4 @@ def disable(
     """Disable a key for good: it stays listed but never signs again."""
     if confirm != name:
         raise ValueError(f"not disabled: --confirm must repeat the key name {name!r}")
-    typer.echo(_line(Deployment.open(data_dir).keystore.disable(name)))
+    typer.echo(_line(open_deployment(data_dir).keystore.disable(name)))

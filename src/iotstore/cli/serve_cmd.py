@@ -7,12 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from granian.constants import Interfaces
-from granian.server import Server
-
-from iotstore.demo import seed_demo
-from iotstore.deployment import Deployment
-from iotstore.settings import Settings
 
 from ._options import DEFAULT_DATA_DIR, DataDir
 
@@ -25,6 +19,15 @@ def serve(
     demo: Annotated[bool, typer.Option(help="Seed the demo brand on first start.")] = True,
 ) -> None:
     """Run the store (embedded default: SQLite and files under the data directory)."""
+    # imported here, not at the top: the web app, the database and the server cost every
+    # other command seconds of start-up
+    from granian.constants import Interfaces  # noqa: PLC0415
+    from granian.server import Server  # noqa: PLC0415
+
+    from iotstore.demo import seed_demo  # noqa: PLC0415
+    from iotstore.deployment import Deployment  # noqa: PLC0415
+    from iotstore.settings import Settings  # noqa: PLC0415
+
     url = os.environ.get("IOTSTORE_BASE_URL") or f"http://{host}:{port}"
     os.environ["IOTSTORE_BASE_URL"] = url
     os.environ["IOTSTORE_DATA_DIR"] = str(Path(data_dir).resolve())

@@ -678,6 +678,25 @@ class UploadService:
         self._session.flush()
         return key
 
+    def release_failed(self, pushed_before: datetime) -> int:
+        """Let go of the blobs of uploads the automated checks refused, pushed before
+        ``pushed_before``: the row keeps its errors for the publisher, its blob key is
+        cleared so the orphan sweep deletes the file (unless a revision names the same
+        key). Returns how many were released."""
+        failed = list(
+            self._session.scalars(
+                select(Upload).where(
+                    Upload.status == "failed",
+                    Upload.blob_key != "",
+                    Upload.pushed_at < pushed_before,
+                )
+            )
+        )
+        for upload in failed:
+            upload.blob_key = ""
+        self._session.flush()
+        return len(failed)
+
 
 Inspector = Callable[[BinaryIO], Any]
 

@@ -12,6 +12,7 @@ from iotstore.deployment import Deployment
 from iotstore.settings import Settings
 
 from . import device_api, device_service, signin
+from ._sweeper import blob_sweeper
 from .admin_api import brands, invitations, members, stores, system, tokens, vault
 from .admin_api import snaps as admin_snaps
 from .context import end_transactions_before_serialisation
@@ -40,6 +41,7 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
         redoc_url=None,
+        lifespan=blob_sweeper,  # orphaned snap files, hourly (web/_sweeper.py)
     )
     app.state.deployment = deployment
     app.state.settings = settings

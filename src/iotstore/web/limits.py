@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import error_response
 
 __all__ = ["BodyLimit"]
 
@@ -13,13 +13,14 @@ __all__ = ["BodyLimit"]
 class _TooLarge(HTTPException):
     # an HTTPException because FastAPI turns any other error raised while it reads a
     # body into "400 error parsing the body"; it re-raises these, and web/errors.py
-    # renders them as 413 in the admin shape
+    # renders them as 413 in the shape of the request's audience
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body over {limit} bytes")
 
 
 class BodyLimit:
-    """Answer 413 (admin error shape) when a body exceeds ``limit`` bytes.
+    """Answer 413 when a body exceeds ``limit`` bytes, in the error shape of the
+    path's audience (admin, publisher, device, vault: :func:`~iotstore.web.errors.error_response`).
 
     Paths under ``exempt`` (streamed uploads with their own limits) pass.
     """
@@ -40,7 +41,7 @@ class BodyLimit:
                 except ValueError:
                     too_large = True
                 if too_large:
-                    await self._refuse(send)
+                    await self._refuse(scope, receive, send)
                     return
         seen = 0
         started = False
@@ -64,20 +65,11 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {"error": {"code": "too-large", "message": f"request body over {self.limit} bytes"}}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # the one rule for choosing a shape by path, shared with every other error
+        response = error_response(
+            413, "too-large", f"request body over {self.limit} bytes", path=scope["path"]
         )
-        await send({"type": "http.response.body", "body": body})
+        await response(scope, receive, send)

@@ -28,17 +28,16 @@ from iotstore.snaps.services import (
 )
 from iotstore.stores.permissions import Permission
 
+from .._publishing import publishing
 from ..auth import authenticate, authorize, require
 from ..context import RequestContext, request_context
+from ..publisher_api._uploads import ID_PREFIX as STORAGE_ID_PREFIX
 from ..publisher_api._uploads import open_upload_id
 from ._common import Body, Limit, page
 
 __all__ = ["publishing", "require_snap", "router"]
 
 router = APIRouter(prefix="/api/v1/stores/{store_id}", tags=["snaps"])
-
-# ids the anonymous storage endpoint hands out (web/publisher_api/_uploads.py)
-STORAGE_ID_PREFIX = "iu1."
 
 
 def require_snap(permission: Permission) -> Callable[..., Any]:
@@ -76,21 +75,6 @@ def require_snap(permission: Permission) -> Callable[..., Any]:
 
     dependency.permission = permission  # type: ignore[attr-defined]  # read by the matrix test
     return dependency
-
-
-def publishing(ctx: RequestContext) -> Publishing:
-    """The publishing services in the request's transaction."""
-    d = ctx.deployment
-    return Publishing(
-        ctx.session,
-        keystore=d.keystore,
-        root=d.root,
-        blobs=d.blobs,
-        audit=ctx.audit,
-        stores=ctx.stores,
-        memberships=ctx.memberships,
-        trust=ctx.trust,
-    )
 
 
 View = Annotated[RequestContext, Depends(require(Permission.SNAP_VIEW))]

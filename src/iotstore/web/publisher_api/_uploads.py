@@ -21,10 +21,10 @@ from datetime import UTC, datetime, timedelta
 from iotstore.blobstore import BlobInfo
 from iotstore.errors import InvalidInput, NotFound
 
-__all__ = ["CLAIM_WINDOW", "ClaimedBlob", "open_upload_id", "upload_id"]
+__all__ = ["CLAIM_WINDOW", "ID_PREFIX", "ClaimedBlob", "open_upload_id", "upload_id"]
 
 CLAIM_WINDOW = timedelta(hours=6)
-_PREFIX = "iu1."
+ID_PREFIX = "iu1."
 
 
 @dataclass(frozen=True)
@@ -57,15 +57,15 @@ def upload_id(secret: bytes, info: BlobInfo, filename: str) -> str:
             separators=(",", ":"),
         ).encode()
     )
-    return f"{_PREFIX}{payload}.{_tag(secret, payload)}"
+    return f"{ID_PREFIX}{payload}.{_tag(secret, payload)}"
 
 
 def open_upload_id(secret: bytes, value: str, now: datetime | None = None) -> ClaimedBlob:
     """The blob ``value`` names; :class:`NotFound` unless we issued it within the window."""
     unknown = NotFound("unknown or expired upload id: upload the file again")
-    if not value.startswith(_PREFIX) or len(value) > 2048:
+    if not value.startswith(ID_PREFIX) or len(value) > 2048:
         raise unknown
-    payload, _, tag = value[len(_PREFIX) :].partition(".")
+    payload, _, tag = value[len(ID_PREFIX) :].partition(".")
     if not hmac.compare_digest(tag.encode(), _tag(secret, payload).encode()):
         raise unknown
     try:

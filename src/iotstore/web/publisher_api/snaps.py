@@ -33,6 +33,7 @@ from iotstore.snaps.models import Revision, Snap, Upload
 from iotstore.snaps.services import Publishing
 from iotstore.stores.permissions import Permission, Role
 
+from .._publishing import publishing
 from ..auth import authorize, require
 from ..context import RequestContext
 from ._uploads import open_upload_id
@@ -91,21 +92,6 @@ class Close(_Lenient):
     """``/dev/api/snaps/{snap_id}/close``."""
 
     channels: list[str] = Field(min_length=1, max_length=50)
-
-
-def publishing(ctx: RequestContext) -> Publishing:
-    """The publishing services in the request's transaction."""
-    d = ctx.deployment
-    return Publishing(
-        ctx.session,
-        keystore=d.keystore,
-        root=d.root,
-        blobs=d.blobs,
-        audit=ctx.audit,
-        stores=ctx.stores,
-        memberships=ctx.memberships,
-        trust=ctx.trust,
-    )
 
 
 def _account(ctx: RequestContext) -> Account:
