@@ -18,18 +18,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from iotstore.db import utcnow
 
-from .models import InventoryEntry, RefreshHistoryEntry
+from .models import Device, InventoryEntry, RefreshHistoryEntry
 
 __all__ = [
     "SEEN_INTERVAL",
     "DeviceRef",
+    "DeviceState",
     "InstalledSnap",
     "InventoryService",
+    "InventorySnapshot",
     "Offer",
     "inventory_dict",
 ]
@@ -70,6 +72,23 @@ class Offer:
     channel: str
 
 
+@dataclass(frozen=True)
+class InventorySnapshot:
+    """What :meth:`InventoryService.needs_write` compares: a device's stored picture."""
+
+    snaps: list[dict[str, Any]]
+    store_id: str
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """A device's vault block flag and stored inventory, read in one query."""
+
+    blocked: bool
+    inventory: InventorySnapshot | None
+
+
 def inventory_dict(row: InventoryEntry) -> dict[str, Any]:
     """An inventory row as JSON-ready values."""
     return {
@@ -81,6 +100,27 @@ def inventory_dict(row: InventoryEntry) -> dict[str, Any]:
         "last-seen": row.last_seen_at.isoformat(),
         "snaps": list(row.snaps or []),
     }
+
+
+def _same_device(table: type[Device] | type[InventoryEntry]) -> ColumnElement[bool]:
+    return and_(
+        table.brand_id == bindparam("brand_id"),
+        table.model == bindparam("model"),
+        table.serial == bindparam("serial"),
+    )
+
+
+def _inventory(column: Any) -> Any:
+    return select(column).where(_same_device(InventoryEntry)).scalar_subquery()
+
+
+# built once (the refresh runs it on every request); no FROM of its own
+_STATE = select(
+    select(Device.blocked).where(_same_device(Device)).scalar_subquery().label("blocked"),
+    _inventory(InventoryEntry.snaps).label("snaps"),
+    _inventory(InventoryEntry.store_id).label("store_id"),
+    _inventory(InventoryEntry.last_seen_at).label("last_seen_at"),
+)
 
 
 class InventoryService:
@@ -99,9 +139,24 @@ class InventoryService:
             )
         ).first()
 
+    def state(self, device: DeviceRef) -> DeviceState:
+        """Whether the vault blocked the device, and its inventory picture, in one round trip.
+
+        The refresh reads both on every request; as scalar subqueries of one
+        SELECT (a device the vault or the store never saw reads as NULL) they
+        cost one statement instead of two.
+        """
+        row = self._session.execute(
+            _STATE, {"brand_id": device.brand_id, "model": device.model, "serial": device.serial}
+        ).one()
+        snapshot = None
+        if row.last_seen_at is not None:
+            snapshot = InventorySnapshot(list(row.snaps or []), row.store_id, row.last_seen_at)
+        return DeviceState(bool(row.blocked), snapshot)
+
     @staticmethod
     def needs_write(
-        row: InventoryEntry | None,
+        row: InventoryEntry | InventorySnapshot | None,
         device: DeviceRef,
         installed: Sequence[InstalledSnap],
         offers: Sequence[Offer],

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from iotstore import asserts
@@ -1401,6 +1401,96 @@ def _resolved(
     )
 
 
+# the columns a refresh answer needs, read as plain rows (no ORM entities: a refresh
+# of 20 snaps builds no mapped objects at all)
+_RESOLVED_COLUMNS = (
+    Snap.snap_id,
+    Snap.name,
+    Snap.store_id,
+    Snap.publisher_id,
+    Snap.private,
+    Revision.id.label("revision_id"),
+    Revision.revision,
+    Revision.version,
+    Revision.snap_type,
+    Revision.base,
+    Revision.confinement,
+    Revision.grade,
+    Revision.architectures,
+    Revision.epoch,
+    Revision.provenance,
+    Revision.sha3_384,
+    Revision.size,
+    Revision.blob_key,
+    Revision.snap_yaml,
+    Revision.details,
+    Revision.created_at,
+)
+
+# The refresh's two statements, built once: constructing a statement costs more than
+# running it on an indexed lookup. The catalogue scope is applied to the rows in
+# Python (CatalogueScope.contains): as SQL, a store filter makes SQLite walk every
+# snap of the store instead of the few asked for.
+_CHANNELS_OF_SNAPS = (
+    select(
+        Snap.snap_id,
+        Snap.store_id,
+        Snap.default_track,
+        ChannelRelease.architecture,
+        ChannelRelease.track,
+        ChannelRelease.risk,
+        ChannelRelease.branch,
+        ChannelRelease.expires_at,
+        ChannelRelease.progressive_percentage,
+        ChannelRelease.revision_id,
+        ChannelRelease.previous_revision_id,
+        Revision.revision,
+    )
+    .join(ChannelRelease, ChannelRelease.snap_id == Snap.snap_id)
+    .join(Revision, Revision.id == ChannelRelease.revision_id)
+    .where(
+        Snap.snap_id.in_(bindparam("snap_ids", expanding=True)),
+        ChannelRelease.architecture.in_(bindparam("architectures", expanding=True)),
+    )
+)
+_REVISIONS_BY_ID = (
+    select(*_RESOLVED_COLUMNS)
+    .join(Revision, Revision.snap_id == Snap.snap_id)
+    .where(Revision.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def _resolved_row(
+    key: str, row: Any, channel: Channel | None, redirect: str | None = None
+) -> ResolvedRevision:
+    """A :class:`ResolvedRevision` from a row of :data:`_RESOLVED_COLUMNS`."""
+    return ResolvedRevision(
+        key=key,
+        snap_id=row.snap_id,
+        name=row.name,
+        store_id=row.store_id,
+        publisher_id=row.publisher_id,
+        private=row.private,
+        revision=row.revision,
+        version=row.version,
+        snap_type=row.snap_type,
+        base=row.base,
+        confinement=row.confinement,
+        grade=row.grade,
+        architectures=tuple(row.architectures),
+        epoch=dict(row.epoch),
+        provenance=row.provenance,
+        sha3_384=row.sha3_384,
+        size=row.size,
+        blob_key=row.blob_key,
+        snap_yaml=row.snap_yaml,
+        details=dict(row.details or {}),
+        created_at=row.created_at,
+        channel=channel,
+        redirect_channel=redirect,
+    )
+
+
 class ChannelResolver:
     """Read-only answers for the device API: which revision a device gets."""
 
@@ -1436,36 +1526,36 @@ class ChannelResolver:
         revisions chosen. A snap outside ``scope``, or with nothing released
         where the device looks, is absent from the result.
         """
+        return self.resolve_changes(requests, architecture, device_key, scope)[0]
+
+    def resolve_changes(
+        self,
+        requests: Sequence[ResolveRequest],
+        architecture: str,
+        device_key: str,
+        scope: CatalogueScope | None = None,
+        installed: Mapping[str, int] | None = None,
+    ) -> tuple[dict[str, ResolvedRevision], set[str]]:
+        """:meth:`resolve`, less what the device runs already.
+
+        ``installed`` maps request keys to the revision the device has; a
+        request whose answer is that same revision is not loaded (auto-refresh
+        leaves it out of its answer) and comes back in the second value, the
+        keys that resolved to the installed revision. Everything else is as
+        :meth:`resolve` answers it.
+        """
         if not requests:
-            return {}
+            return {}, set()
+        installed = installed or {}
+        unchanged: set[str] = set()
         now = self._clock()
         snap_ids = sorted({r.snap_id for r in requests})
-        q = (
-            select(
-                Snap.snap_id,
-                Snap.default_track,
-                ChannelRelease.architecture,
-                ChannelRelease.track,
-                ChannelRelease.risk,
-                ChannelRelease.branch,
-                ChannelRelease.expires_at,
-                ChannelRelease.progressive_percentage,
-                ChannelRelease.revision_id,
-                ChannelRelease.previous_revision_id,
-                Revision.revision,
-            )
-            .join(ChannelRelease, ChannelRelease.snap_id == Snap.snap_id)
-            .join(Revision, Revision.id == ChannelRelease.revision_id)
-            .where(
-                Snap.snap_id.in_(snap_ids),
-                ChannelRelease.architecture.in_([architecture, "all"]),
-            )
-        )
-        if scope is not None:
-            q = q.where(scope.sql_filter(Snap.store_id, Snap.snap_id))
         default_tracks: dict[str, str | None] = {}
         table: dict[tuple[str, Channel], Any] = {}
-        for row in self._session.execute(q):
+        params = {"snap_ids": snap_ids, "architectures": [architecture, "all"]}
+        for row in self._session.execute(_CHANNELS_OF_SNAPS, params):
+            if scope is not None and not scope.contains(row.store_id, row.snap_id):
+                continue
             default_tracks[row.snap_id] = row.default_track
             if row.expires_at is not None and row.expires_at <= now:
                 continue
@@ -1497,53 +1587,60 @@ class ChannelResolver:
                     served = found.previous_revision_id  # not chosen yet: the one before
                 if served is None:
                     continue
-                chosen[request.key] = (served, candidate, redirect)
+                if served == found.revision_id and installed.get(request.key) == found.revision:
+                    # what the device runs: readable by it (no epoch check), nothing to load
+                    unchanged.add(request.key)
+                else:
+                    chosen[request.key] = (served, candidate, redirect)
                 break
         out: dict[str, ResolvedRevision] = {}
         if chosen:
             rows = self._session.execute(
-                select(Snap, Revision)
-                .join(Revision, Revision.snap_id == Snap.snap_id)
-                .where(Revision.id.in_(sorted({rid for rid, _, _ in chosen.values()})))
+                _REVISIONS_BY_ID, {"ids": sorted({rid for rid, _, _ in chosen.values()})}
             ).all()
-            by_id = {rev.id: (snap, rev) for snap, rev in rows}
+            by_id = {row.revision_id: row for row in rows}
             epochs = {r.key: r.epoch for r in requests if r.epoch is not None}
             for key, (rid, channel, redirect) in chosen.items():
-                snap, offered = by_id[rid]
+                offered = by_id[rid]
                 current = epochs.get(key)
                 if current is not None and not _can_read(offered.epoch, current):
-                    older = self._older_readable(offered, architecture, channel, current)
+                    older = self._older_readable(
+                        offered.snap_id, offered.revision, architecture, channel, current
+                    )
                     if older is None:
                         continue
                     offered = older
-                out[key] = _resolved(key, snap, offered, channel, redirect)
+                out[key] = _resolved_row(key, offered, channel, redirect)
         pinned = [r for r in requests if r.revision is not None]
         if pinned:
             out.update(self._pinned(pinned, architecture, scope))
-        return out
+        return out, unchanged
 
     def _older_readable(
         self,
-        newest: Revision,
+        snap_id: str,
+        newest: int,
         architecture: str,
         channel: Channel,
         current: Mapping[str, Sequence[int]],
-    ) -> Revision | None:
+    ) -> Any:
         """The newest revision released to ``channel`` before ``newest`` that a device at
-        the ``current`` epoch can read (rare: only when an epoch bump is released)."""
+        the ``current`` epoch can read, as a row of :data:`_RESOLVED_COLUMNS` (rare: only
+        when an epoch bump is released)."""
         released = select(ReleaseEvent.revision).where(
-            ReleaseEvent.snap_id == newest.snap_id,
+            ReleaseEvent.snap_id == snap_id,
             ReleaseEvent.architecture.in_([architecture, "all"]),
             ReleaseEvent.track == channel.track,
             ReleaseEvent.risk == channel.risk,
             ReleaseEvent.branch == channel.branch,
             ReleaseEvent.revision.is_not(None),
         )
-        candidates = self._session.scalars(
-            select(Revision)
+        candidates = self._session.execute(
+            select(*_RESOLVED_COLUMNS)
+            .join(Revision, Revision.snap_id == Snap.snap_id)
             .where(
-                Revision.snap_id == newest.snap_id,
-                Revision.revision < newest.revision,
+                Revision.snap_id == snap_id,
+                Revision.revision < newest,
                 Revision.status == "approved",
                 Revision.revision.in_(released),
             )
@@ -1556,7 +1653,7 @@ class ChannelResolver:
     ) -> dict[str, ResolvedRevision]:
         wanted = {(r.snap_id, r.revision) for r in requests if r.revision is not None}
         q = (
-            select(Snap, Revision)
+            select(*_RESOLVED_COLUMNS)
             .join(Revision, Revision.snap_id == Snap.snap_id)
             .where(
                 Snap.snap_id.in_(sorted({s for s, _ in wanted})),
@@ -1567,15 +1664,15 @@ class ChannelResolver:
         if scope is not None:
             q = q.where(scope.sql_filter(Snap.store_id, Snap.snap_id))
         found = {
-            (s.snap_id, r.revision): (s, r)
-            for s, r in self._session.execute(q).all()
+            (r.snap_id, r.revision): r
+            for r in self._session.execute(q).all()
             if architecture in r.architectures or "all" in r.architectures
         }
         out: dict[str, ResolvedRevision] = {}
         for request in requests:
             hit = found.get((request.snap_id, request.revision or 0))
             if hit is not None:
-                out[request.key] = _resolved(request.key, hit[0], hit[1], None)
+                out[request.key] = _resolved_row(request.key, hit, None)
         return out
 
     def revision(self, snap_id: str, revision: int) -> ResolvedRevision:

@@ -155,6 +155,11 @@ def test_blocked_device_is_refused(device: Device, fleet: Fleet, world: World) -
         f"/v2/assertions/account/{device.serial.brand_id}", headers=device.v1()
     )
     assert device_error(response, 403)["code"] == "device-blocked"
+    # the snap action reads the flag together with the inventory: refused the same way
+    response = device.client.post(
+        "/v2/snaps/refresh", json={"context": [], "actions": []}, headers=device.v2()
+    )
+    assert device_error(response, 403)["code"] == "device-blocked"
 
 
 def test_model_of_a_store_not_here_is_refused(device: Device, fleet: Fleet, world: World) -> None:

@@ -467,3 +467,30 @@ def test_public_store_serves_anonymous_devices(world: World, publisher: Publishe
     )
     assert response.status_code == 200, response.text
     assert response.json()["results"][0]["snap"]["revision"] == revision
+
+
+def test_unchanged_refresh_reads_state_and_skips_the_inventory_write(
+    device: Device, hello: dict[str, Any], world: World
+) -> None:
+    from iotstore.devices.inventory import DeviceRef  # noqa: PLC0415
+
+    ref = DeviceRef(device.serial.brand_id, device.serial.model, device.serial.serial,
+                    str(device.model.store))  # fmt: skip
+    with world.deployment.database.unit_of_work(write=False) as session:
+        assert InventoryService(session).state(ref).inventory is None  # never seen yet
+    # up to date: the single refresh answers the current revision, nothing is offered
+    body = {"context": [context(hello, hello["beta"], "latest/beta")],
+            "actions": [refresh(hello)]}  # fmt: skip
+    seen = []
+    for _ in range(2):
+        (result,) = action(device, body).json()["results"]
+        assert result["snap"]["revision"] == hello["beta"]
+        with world.deployment.database.unit_of_work(write=False) as session:
+            state = InventoryService(session).state(ref)
+            assert not state.blocked and state.inventory is not None
+            assert state.inventory.snaps == [
+                {"snap-id": hello["snap-id"], "revision": hello["beta"], "channel": "latest/beta"}
+            ]
+            seen.append(state.inventory.last_seen_at)
+    # the second, identical refresh within SEEN_INTERVAL wrote nothing
+    assert seen[0] == seen[1]

@@ -133,11 +133,15 @@ def requested_store(request: Request) -> str | None:
     return request.headers.get("snap-device-store") or request.headers.get("x-ubuntu-store")
 
 
-def caller_of(ctx: RequestContext, *, anonymous_ok: bool = False) -> Caller:
+def caller_of(
+    ctx: RequestContext, *, anonymous_ok: bool = False, check_blocked: bool = True
+) -> Caller:
     """Authenticate the caller of a device endpoint and decide its store.
 
     ``anonymous_ok`` serves anonymous callers of private stores too (assertions:
     a device fetches its serial's chain before it has a session).
+    ``check_blocked=False`` leaves the blocked-device check to the caller (the
+    snap action reads it together with the device's inventory).
 
     Raises :class:`SessionNeedsRefresh` (401, snapd renews its session) for
     a bad or expired session or one bound to another store than the header
@@ -154,9 +158,10 @@ def caller_of(ctx: RequestContext, *, anonymous_ok: bool = False) -> Caller:
         if store_id is not None and store_id != identity.store_id:
             # a remodelled device still holding its old store's session
             raise SessionNeedsRefresh("the device session is for another store")
-        DeviceSessionService(ctx.session, ctx.trust, session_verifier(ctx), "").check_not_blocked(
-            identity
-        )
+        if check_blocked:
+            DeviceSessionService(
+                ctx.session, ctx.trust, session_verifier(ctx), ""
+            ).check_not_blocked(identity)
         return Caller(identity.store_id, device=identity)
     header = request.headers.get("authorization")
     if header:

@@ -14,6 +14,8 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +29,14 @@ from starlette.concurrency import run_in_threadpool
 from iotstore import asserts
 from iotstore.accounts.models import Account, Brand
 from iotstore.deployment import Deployment
-from iotstore.devices.inventory import DeviceRef, InstalledSnap, InventoryService, Offer
+from iotstore.devices.errors import DeviceBlocked
+from iotstore.devices.inventory import (
+    DeviceRef,
+    InstalledSnap,
+    InventoryService,
+    InventorySnapshot,
+    Offer,
+)
 from iotstore.errors import InvalidInput, NotFound
 from iotstore.snaps.channels import parse_channel
 from iotstore.snaps.errors import ChannelError
@@ -55,6 +64,13 @@ _FIND_LIMIT = 100
 # -- the snap object -----------------------------------------------------------------
 
 
+# Publisher objects change rarely (a display name edit) and every refresh names a few
+# of them: each process remembers them briefly instead of reading two tables per request.
+_PUBLISHER_TTL = 30.0
+_publisher_cache: dict[str, tuple[float, dict[str, str]]] = {}
+_publisher_lock = threading.Lock()
+
+
 @dataclass
 class _Publishers:
     """Publisher objects of a set of account ids (persons or brands), looked up once."""
@@ -63,21 +79,38 @@ class _Publishers:
 
     @classmethod
     def load(cls, session: Session, ids: Iterable[str]) -> _Publishers:
-        wanted = sorted(set(ids))
+        wanted = set(ids)
+        now = time.monotonic()
         out: dict[str, dict[str, str]] = {}
-        if wanted:
-            for brand in session.scalars(select(Brand).where(Brand.account_id.in_(wanted))):
-                out[brand.account_id] = {
-                    "id": brand.account_id, "username": brand.username,
-                    "display-name": brand.display_name, "validation": brand.validation,
+        with _publisher_lock:
+            for i in wanted:
+                hit = _publisher_cache.get(i)
+                if hit is not None and hit[0] > now:
+                    out[i] = hit[1]
+        missing = sorted(wanted - out.keys())
+        if not missing:
+            return cls(out)
+        loaded: dict[str, dict[str, str]] = {}
+        brands = select(Brand.account_id, Brand.username, Brand.display_name, Brand.validation)
+        for b in session.execute(brands.where(Brand.account_id.in_(missing))):
+            loaded[b.account_id] = {
+                "id": b.account_id, "username": b.username,
+                "display-name": b.display_name, "validation": b.validation,
+            }  # fmt: skip
+        rest = [i for i in missing if i not in loaded]
+        if rest:
+            persons = select(Account.id, Account.display_name).where(Account.id.in_(rest))
+            for a in session.execute(persons):
+                loaded[a.id] = {
+                    "id": a.id, "username": a.id.lower(),
+                    "display-name": a.display_name, "validation": "unproven",
                 }  # fmt: skip
-            rest = [i for i in wanted if i not in out]
-            if rest:
-                for acc in session.scalars(select(Account).where(Account.id.in_(rest))):
-                    out[acc.id] = {
-                        "id": acc.id, "username": acc.id.lower(),
-                        "display-name": acc.display_name, "validation": "unproven",
-                    }  # fmt: skip
+        with _publisher_lock:
+            if len(_publisher_cache) > 10_000:
+                _publisher_cache.clear()
+            for i, obj in loaded.items():
+                _publisher_cache[i] = (now + _PUBLISHER_TTL, obj)
+        out.update(loaded)
         return cls(out)
 
     def get(self, account_id: str) -> dict[str, str]:
@@ -394,7 +427,10 @@ class _Answer:
     write_inventory: bool
 
 
-def _snap_action(ctx: RequestContext, caller: Caller, body: dict[str, Any]) -> _Answer:
+def _snap_action(
+    ctx: RequestContext, caller: Caller, body: dict[str, Any],
+    inventory: InventorySnapshot | None = None,
+) -> _Answer:  # fmt: skip
     store_id = require_store(caller)
     request = ctx.request
     arch = (
@@ -425,13 +461,25 @@ def _snap_action(ctx: RequestContext, caller: Caller, body: dict[str, Any]) -> _
             cohort = plan.cohorts.get(req.key) or (current.cohort if current else None)
             bucket = _cohort_bucket(ctx.deployment, cohort)
             grouped.setdefault(bucket or base_key, []).append(req)
+        # auto-refresh (several refresh actions) leaves snaps without an update out of
+        # its answer: those are decided but never loaded
+        installed_now = {
+            key: asked[3].revision
+            for key, asked in plan.asked.items()
+            if plan.refreshes > 1 and asked[0] == "refresh" and asked[3] is not None
+        }
         resolved: dict[str, ResolvedRevision] = {}
+        no_update: set[str] = set()
         for bucket_key, reqs in grouped.items():
-            resolved.update(resolver.resolve(reqs, arch, bucket_key, scope))
+            found, same = resolver.resolve_changes(reqs, arch, bucket_key, scope, installed_now)
+            resolved.update(found)
+            no_update |= same
         publishers = _Publishers.load(ctx.session, (r.publisher_id for r in resolved.values()))
         known: set[str] | None = None
         for req in plan.requests:
             action, key, name, current = plan.asked[req.key]
+            if req.key in no_update:
+                continue
             rev = resolved.get(req.key)
             if rev is None:
                 if known is None:
@@ -467,9 +515,7 @@ def _snap_action(ctx: RequestContext, caller: Caller, body: dict[str, Any]) -> _
     write = False
     if caller.device is not None:
         device = _device_ref(caller)
-        write = InventoryService.needs_write(
-            InventoryService(ctx.session).get(device), device, installed, offers
-        )
+        write = InventoryService.needs_write(inventory, device, installed, offers)
     return _Answer({"results": results, "error-list": []}, installed, offers, write)
 
 
@@ -480,10 +526,17 @@ def _device_ref(caller: Caller) -> DeviceRef:
 
 
 def _refresh(ctx: RequestContext, body_bytes: bytes) -> tuple[Caller, _Answer]:
-    caller = caller_of(ctx)
+    caller = caller_of(ctx, check_blocked=False)
+    inventory = None
+    if caller.device is not None:
+        # the blocked check and the inventory read in one statement
+        state = InventoryService(ctx.session).state(_device_ref(caller))
+        if state.blocked:
+            raise DeviceBlocked(f"device {caller.device.serial!r} is blocked")
+        inventory = state.inventory
     if len(body_bytes) > MAX_BODY:
         raise InvalidInput("the request is too large")
-    return caller, _snap_action(ctx, caller, parse_json_object(body_bytes))
+    return caller, _snap_action(ctx, caller, parse_json_object(body_bytes), inventory)
 
 
 def _record(deployment: Deployment, caller: Caller, answer: _Answer) -> None:
