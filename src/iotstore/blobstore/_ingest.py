@@ -21,8 +21,13 @@ its thread as soon as the last is written instead of when the loop next
 blocks, which was worth a third of the throughput. Chunks under 16 KiB are
 coalesced, so a client sending tiny chunks cannot make a batch a list of
 millions of objects. Memory in flight is bounded by about
-``(depth + 2) * batch_size`` plus one chunk: the batch being filled, the one
-the writer holds and ``depth`` queued.
+``(depth + 2) * batch_size`` plus ``_READ_AHEAD + 2`` chunks: the batch being
+filled, the one the writer holds, ``depth`` queued, and the chunks read ahead.
+
+A reader task pulls ``chunks`` ahead of the hash (two chunks): behind granian
+a chunk is read from the socket (in granian's threads) only once it is asked
+for, so asking only after hashing the last one serialised the two. The reader
+checks the size limit too, so it never pulls a chunk past the one crossing it.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Protocol
 import anyio
 import anyio.lowlevel
 from anyio import CancelScope
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._common import check_max_size
 from .errors import BlobTooLarge
@@ -48,6 +53,7 @@ _HASH_SLICE = 256 << 10  # about 1 ms of SHA3-384: the longest the loop is held
 _CHECKPOINT_EVERY = 256 << 10  # measured: every 4 MiB (one batch) was 25 % slower
 _SMALL = 16 << 10  # chunks below this are copied together rather than kept one by one
 _COALESCED = 64 << 10
+_READ_AHEAD = 2  # chunks asked for ahead of the hash (granian's are about 400 KiB)
 
 
 class Sink(Protocol):
@@ -107,6 +113,32 @@ async def _consume(
         except Exception as e:  # noqa: BLE001 - handed to the host, which re-raises it
             failures.append(e)
             scope.cancel()
+
+
+async def _read_ahead(
+    chunks: AsyncIterable[bytes],
+    out: MemoryObjectSendStream[bytes],
+    failures: list[Exception],
+    max_size: int,
+) -> None:
+    # Asking for the next chunk before the current one is hashed lets the server read
+    # the socket (granian does it in its own threads, only when asked) while hashlib
+    # runs without the GIL: measured 1.3-1.7 times the throughput of asking afterwards.
+    size = 0
+    async with out:
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_size:
+                    # counted here too, so not one chunk more is pulled past the limit
+                    raise BlobTooLarge(max_size)
+                if type(chunk) is not bytes:
+                    # a bytearray or memoryview the caller may reuse: kept, so copied
+                    chunk = bytes(chunk)  # noqa: PLW2901
+                if chunk:
+                    await out.send(chunk)
+        except Exception as e:  # noqa: BLE001 - handed to the host, which re-raises it
+            failures.append(e)
 
 
 class _Batcher:
@@ -192,33 +224,47 @@ async def ingest(
     hasher = hashlib.sha3_384()
     size = 0
     failures: list[Exception] = []
+    read_failures: list[Exception] = []
     host_error: Exception | None = None
     batcher = _Batcher(batch_size, contiguous=contiguous)
     since_checkpoint = 0
     try:
         write_tx, write_rx = anyio.create_memory_object_stream[Parts](depth)
+        read_tx, read_rx = anyio.create_memory_object_stream[bytes](_READ_AHEAD)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_consume, write_rx, sink.write, failures, tg.cancel_scope)
-            async with write_tx:
+            tg.start_soon(_read_ahead, chunks, read_tx, read_failures, max_size)
+            async with write_tx, read_rx:
                 try:
-                    async for chunk in chunks:
+                    while True:
+                        try:
+                            chunk = await read_rx.receive()
+                        except anyio.EndOfStream:
+                            break
+                        if read_failures:
+                            # the reader failed (over the limit, a broken upload): the
+                            # chunks it took before are not worth hashing any more
+                            raise read_failures[0]
                         size += len(chunk)
                         if size > max_size:
                             raise BlobTooLarge(max_size)
-                        if type(chunk) is not bytes:
-                            # a bytearray or memoryview the caller may reuse: kept, so copied
-                            chunk = bytes(chunk)  # noqa: PLW2901
                         view = memoryview(chunk)
                         for start in range(0, len(view), _HASH_SLICE):
                             hasher.update(view[start : start + _HASH_SLICE])
                             since_checkpoint += min(_HASH_SLICE, len(view) - start)
                             if since_checkpoint >= _CHECKPOINT_EVERY:
-                                # let the writer task hand out the next batch (and other
-                                # requests run) even when the chunks never make us wait
+                                # let the writer task hand out the next batch, the reader
+                                # ask for the next chunk (and other requests run) even when
+                                # the chunks never make us wait
                                 since_checkpoint = 0
                                 await anyio.lowlevel.checkpoint()
+                        del view
                         for batch in batcher.add(chunk):
                             await write_tx.send(batch)
+                        del chunk
+                    if read_failures:
+                        # what ``chunks`` raised, after the chunks before it were taken
+                        raise read_failures[0]
                 except Exception as e:  # noqa: BLE001 - re-raised below, outside the task group
                     # raising here would come out wrapped in an ExceptionGroup
                     host_error = e
