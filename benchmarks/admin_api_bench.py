@@ -52,13 +52,16 @@ def populate(deployment: Deployment, brand_id: str, stores: int, memberships: in
     ids = [f"store-{i:05d}" for i in range(stores)]
     # a wide tree, four levels deep: demo-store -> 10 -> 100 -> rest
     rows = []
+    # the materialised ancestry StoreService sets on creation (parents come first)
+    paths = {"demo-store": "demo-store/"}
     for i, store_id in enumerate(ids):
         parent = (
             "demo-store" if i < 10 else ids[(i - 10) // 10 if i < 110 else 10 + (i - 110) % 100]
         )
+        paths[store_id] = f"{paths[parent]}{store_id}/"
         rows.append(
             {"id": store_id, "name": f"Store {i}", "brand_id": brand_id, "parent_id": parent,
-             "kind": "product" if i % 2 else "ecosystem"}
+             "kind": "product" if i % 2 else "ecosystem", "path": paths[store_id]}
         )  # fmt: skip
     people = max(1, memberships // 5)
     accounts = [

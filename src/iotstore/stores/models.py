@@ -5,12 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from iotstore.db import Base, TimestampMixin, utcnow
 
 __all__ = ["AuditEntry", "Invitation", "Membership", "Store", "StoreExclude", "StoreInclude"]
+
+# Byte order on both backends: a subtree is the range [path, path || '~') (see
+# ``StoreService.subtree_ids``), which only holds when "/" and the id characters
+# sort as bytes; PostgreSQL's default collation (en_US...) does not.
+PATH_TYPE = Text().with_variant(Text(collation="C"), "postgresql")
 
 
 class Store(Base, TimestampMixin):
@@ -22,6 +27,10 @@ class Store(Base, TimestampMixin):
     name: Mapped[str] = mapped_column(String(120))
     brand_id: Mapped[str] = mapped_column(ForeignKey("brands.account_id"), index=True)
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("stores.id"), index=True)
+    # Materialised ancestry, root first, each id followed by "/": "brand/product/".
+    # Set once at creation: stores never move (parent_id is no setting), so the
+    # subtree of a store is one index range scan instead of a recursive query.
+    path: Mapped[str] = mapped_column(PATH_TYPE, index=True)
     kind: Mapped[str] = mapped_column(String(16))
     private: Mapped[bool] = mapped_column(default=True)
     manual_review: Mapped[bool] = mapped_column(default=False)

@@ -16,8 +16,9 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    union,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from .audit import Actor, AuditLog
 from .errors import LastAdministrator, StoreExists, StoreNotFound, StoreRuleViolation
@@ -38,6 +39,15 @@ STORE_ID_RE = re.compile(r"[a-z0-9](?:-?[a-z0-9]){1,62}")
 SETTINGS = ("name", "private", "manual_review", "allow_inclusion", "offer_parent_catalogue")
 SUBSTORE_KINDS = ("product", "ecosystem")
 _Curation = TypeVar("_Curation", StoreInclude, StoreExclude)
+# Sorts after "/" and every character of a store id (STORE_ID_RE): the paths
+# starting with prefix p are exactly those in [p, p || PATH_END), a range any
+# btree index answers (LIKE 'p%' is not index-friendly on every backend).
+PATH_END = "~"
+
+
+def _under(path: SQLColumnExpression[str], prefix: SQLColumnExpression[str]) -> ColumnElement[bool]:
+    """``path`` starts with ``prefix`` (both store paths), as an index range condition."""
+    return and_(path >= prefix, path < prefix + PATH_END)
 
 
 def store_dict(store: Store) -> dict[str, Any]:
@@ -128,7 +138,10 @@ class StoreService:
     def create_brand_store(self, actor: Actor, brand_id: str, store_id: str, name: str) -> Store:
         """A brand's root store."""
         self._check_new_id(store_id)
-        store = Store(id=store_id, name=name, brand_id=brand_id, parent_id=None, kind="brand")
+        store = Store(
+            id=store_id, name=name, brand_id=brand_id, parent_id=None, kind="brand",
+            path=f"{store_id}/",
+        )  # fmt: skip
         self._session.add(store)
         self._session.flush()
         self._audit.record(actor, "store.create", store_id=store_id, after=store_dict(store))
@@ -143,8 +156,9 @@ class StoreService:
         parent = self.get(parent_id)
         self._check_new_id(store_id)
         store = Store(
-            id=store_id, name=name, brand_id=parent.brand_id, parent_id=parent.id, kind=kind
-        )
+            id=store_id, name=name, brand_id=parent.brand_id, parent_id=parent.id, kind=kind,
+            path=f"{parent.path}{store_id}/",
+        )  # fmt: skip
         self._session.add(store)
         self._session.flush()
         self._audit.record(actor, "store.create", store_id=store_id, after=store_dict(store))
@@ -164,26 +178,27 @@ class StoreService:
         )
         return store
 
+    def ancestor_ids(self, store_id: str) -> list[str]:
+        """The ids of the store's parents, nearest first (read from its path: no query
+        beyond the store itself)."""
+        return self.get(store_id).path.split("/")[-3::-1]
+
     def ancestors(self, store_id: str) -> list[Store]:
-        """The store's parents, nearest first."""
-        chain: list[Store] = []
-        store = self.get(store_id)
-        seen = {store.id}
-        while store.parent_id is not None:
-            store = self.get(store.parent_id)
-            if store.id in seen:  # a cycle cannot be created through this service
-                break
-            seen.add(store.id)
-            chain.append(store)
-        return chain
+        """The store's parents, nearest first (one query)."""
+        ids = self.ancestor_ids(store_id)
+        if not ids:
+            return []
+        found = {s.id: s for s in self._session.scalars(select(Store).where(Store.id.in_(ids)))}
+        return [found[i] for i in ids if i in found]
 
     def subtree_ids(self, *roots: str, include_roots: bool = True) -> Select[Any]:
-        """A query of the ids of every store below ``roots`` (and the roots unless told not),
-        one recursive CTE."""
-        tree = select(Store.id).where(Store.id.in_(roots)).cte("subtree", recursive=True)
-        tree = tree.union_all(select(Store.id).where(Store.parent_id == tree.c.id))
-        query = select(tree.c.id)
-        return query if include_roots else query.where(tree.c.id.not_in(roots))
+        """A query of the ids of every store below ``roots`` (and the roots unless told not):
+        one index range scan of ``stores.path`` per root."""
+        root = aliased(Store, name="root")
+        query = select(Store.id).join(root, _under(Store.path, root.path)).where(root.id.in_(roots))
+        if len(roots) > 1:  # nested roots would repeat their common stores
+            query = query.distinct()
+        return query if include_roots else query.where(Store.id.not_in(roots))
 
     def children(self, store_id: str) -> list[Store]:
         """The stores directly below ``store_id``, ordered by id."""
@@ -336,7 +351,7 @@ class MembershipService:
         )
         roles = {Role(r) for r in direct}
         if Role.ADMIN not in roles:
-            ancestor_ids = [s.id for s in self._stores.ancestors(store_id)]
+            ancestor_ids = self._stores.ancestor_ids(store_id)
             if (
                 ancestor_ids
                 and self._session.scalars(
@@ -361,12 +376,14 @@ class MembershipService:
         """A query of the stores where the account holds a role, plus every store below one
         it administers."""
         direct = select(Membership.store_id).where(Membership.account_id == account_id)
-        administered = select(Membership.store_id).where(
-            Membership.account_id == account_id, Membership.role == Role.ADMIN.value
+        root = aliased(Store, name="administered")
+        below_administered = (
+            select(Store.id)
+            .join(root, _under(Store.path, root.path))
+            .join(Membership, Membership.store_id == root.id)
+            .where(Membership.account_id == account_id, Membership.role == Role.ADMIN.value)
         )
-        tree = select(Store.id).where(Store.id.in_(administered)).cte("visible", recursive=True)
-        tree = tree.union_all(select(Store.id).where(Store.parent_id == tree.c.id))
-        return select(Store.id).where(or_(Store.id.in_(select(tree.c.id)), Store.id.in_(direct)))
+        return select(Store.id).where(Store.id.in_(union(direct, below_administered)))
 
     def direct_roles(self, account_id: str) -> list[tuple[str, str]]:
         """(store id, role) pairs granted to the account directly."""
@@ -422,7 +439,7 @@ class MembershipService:
         ).first()
 
     def _admins_after_removal(self, store_id: str, account_id: str) -> int:
-        ids = [store_id, *(s.id for s in self._stores.ancestors(store_id))]
+        ids = [store_id, *self._stores.ancestor_ids(store_id)]
         count = self._session.scalar(
             select(func.count(func.distinct(Membership.account_id))).where(
                 Membership.store_id.in_(ids),
