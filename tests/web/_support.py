@@ -370,7 +370,7 @@ class LiveServer:
         """What the server printed so far."""
         return self._log_path.read_text(errors="replace")[-4000:]
 
-    def _wait_ready(self, timeout: float = 30.0) -> None:
+    def _wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -127,7 +127,9 @@ class _FileResponse(Response):
         return None
 
 
-@router.api_route("/{token}/{filename}", methods=["GET", "HEAD"])
+# one route per method: a shared route gives both the same OpenAPI operation id
+@router.head("/{token}/{filename}")
+@router.get("/{token}/{filename}")
 async def download(
     deployment: DeploymentDep, request: Request, token: str, filename: str
 ) -> Response:
