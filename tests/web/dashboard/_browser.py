@@ -82,9 +82,11 @@ class Site:
     mail: SmtpSink
     password_hash: str
 
-    def local_person(self, roles: dict[str, str] | None = None, name: str = "Ada Admin") -> str:
+    def local_person(
+        self, roles: dict[str, str] | None = None, name: str = "Ada Admin", operator: bool = False
+    ) -> str:
         """A new account with the local password :data:`PASSWORD` (and roles); its email."""
-        person = self.factory.person(roles or {}, display_name=name)
+        person = self.factory.person(roles or {}, display_name=name, operator=operator)
         with self.deployment.database.unit_of_work() as session:
             AccountService(session).get(person.account_id).password_hash = self.password_hash
         return person.email

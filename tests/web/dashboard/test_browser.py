@@ -261,3 +261,41 @@ def test_tablet_width_keeps_every_tab_reachable(page: Page, site: Site, shoot: S
     # keyboard: the skip link is the first stop and lands on the main content
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+
+
+def test_operator_creates_a_brand_then_changes_a_role_in_one_step(
+    page: Page, site: Site, shoot: Shoot
+) -> None:
+    operator = site.local_person(name="Olu Operator", operator=True)
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, site, operator, "/operator")
+    shoot(page, "operator")
+    store_id = unique("brand-store")
+    form = page.locator("#brand-form")
+    form.get_by_label("Brand username").fill(unique("acme"))
+    form.get_by_label("Display name").fill("Acme Devices")
+    form.get_by_label("Root store id").fill(store_id)
+    form.get_by_role("button", name="Create brand").click()
+    page.wait_for_url(f"{site.url}/stores/{store_id}")
+
+    member = site.local_person(name="Vic Viewer")
+    page.goto(f"{site.url}/stores/{store_id}/members")
+    grant = page.locator("#grant-form")
+    grant.get_by_label("Email of an existing account").fill(member)
+    grant.get_by_label("Role").select_option("viewer")
+    grant.get_by_role("button", name="Grant role").click()
+    row = page.get_by_role("row").filter(has_text=member)
+    expect(row).to_contain_text("viewer")
+    row.get_by_label("New role").select_option("publisher")
+    row.get_by_label("In place of").select_option("viewer")
+    row.get_by_role("button", name="Apply").click()
+    row = page.get_by_role("row").filter(has_text=member)
+    expect(row.locator(".role")).to_have_text([re.compile(r"^publisher\b")])
+    page.locator("#invite-form").get_by_label("Email").fill(f"{unique('p')}@example.com")
+    page.locator("#invite-form").get_by_role("button", name="Send invitation").click()
+    expect(page.get_by_role("button", name="Withdraw")).to_have_count(1)
+    page.get_by_role("button", name="Withdraw").click()
+    expect(page.get_by_text("No pending invitations.")).to_be_visible()
+    page.get_by_role("link", name="Show accepted, withdrawn and expired ones too").click()
+    expect(page.locator(".state-revoked")).to_have_text("withdrawn")
+    shoot(page, "members-history")

@@ -410,6 +410,21 @@ def test_snaps_register_review_release_progressive_close(
             f"/stores/{sub}/snaps/{name}/releases", {"revision": first, "channels": "stable"}
         )
         assert not_yet.status_code == 422 and "pending" in not_yet.text
+        # one revision's own page: its facts, and review controls for reviewers only
+        waiting = rev.get(f"/stores/{sub}/snaps/{name}/revisions/{first}")
+        assert waiting.status_code == 200, waiting.text
+        assert f"/revisions/{first}/accept" in waiting.text and "pending-review" in waiting.text
+        assert re.search(r"<dt>SHA3-384</dt><dd><code>[0-9a-f]{96}</code>", waiting.text)
+        assert _unlabelled(waiting.text) == []
+        assert (
+            f"/revisions/{first}/accept"
+            not in pub.get(f"/stores/{sub}/snaps/{name}/revisions/{first}").text
+        )
+        assert (
+            f'href="/stores/{sub}/snaps/{name}/revisions/{first}"'
+            in pub.get(f"/stores/{sub}/snaps/{name}").text
+        )
+        assert pub.get(f"/stores/{sub}/snaps/{name}/revisions/999").status_code == 404
         accepted = rev.post(f"/stores/{sub}/snaps/{name}/revisions/{first}/accept")
         assert accepted.status_code == 200, accepted.text
 
@@ -428,6 +443,8 @@ def test_snaps_register_review_release_progressive_close(
         page = pub.get(f"/stores/{sub}/snaps/{name}").text
         assert re.search(r"<title[^>]*>latest/stable rollout: 25%</title>", page), page
         assert "Revisions released per channel" in page
+        held = pub.get(f"/stores/{sub}/snaps/{name}/revisions/{second}").text
+        assert "<strong>latest/stable</strong>" in held and "progressive to 25%" in held
         assert _unlabelled(page) == []
         raised = pub.post(
             f"/stores/{sub}/snaps/{name}/progressive",
@@ -487,3 +504,99 @@ def test_operators_create_brands_and_accounts(module_world: World) -> None:
         assert 'href="/operator"' not in admin.get("/").text
     finally:
         admin.close()
+
+
+def _role_row(members_page: str, email: str) -> str:
+    """The members table's row of one person."""
+    cell = rf"<td><strong>[^<]*</strong><br><span class=\"muted\">{re.escape(email)}</span>"
+    row = re.search(rf"<tr>\s*{cell}.*?</tr>", members_page, re.S)
+    assert row, email
+    return row.group(0)
+
+
+def test_a_role_changes_in_one_step_and_never_leaves_a_store_without_administrator(
+    module_world: World, admin: Browser, store: tuple[str, str]
+) -> None:
+    _, sub = store
+    person = _person(module_world, {sub: "viewer"})
+    page = admin.get(f"/stores/{sub}/members").text
+    # the form offers a change in place of each role held, as the API's role-change does
+    assert f'id="from-{person.account_id}"' in page and ">in place of viewer<" in page
+    assert _unlabelled(page) == []
+    path = f"/stores/{sub}/members/{person.account_id}/role"
+    changed = admin.post(path, {"role": "publisher", "from_role": "viewer"})
+    assert changed.status_code == 200, changed.text
+    row = _role_row(admin.get(f"/stores/{sub}/members").text, person.email)
+    assert ">publisher " in row and ">viewer " not in row
+    added = admin.post(path, {"role": "reviewer", "from_role": ""})  # "in addition": a grant
+    assert added.status_code == 200, added.text
+    row = _role_row(admin.get(f"/stores/{sub}/members").text, person.email)
+    assert ">publisher " in row and ">reviewer " in row
+    # the sole administrator of a brand cannot change away their role: refused at the form,
+    # nothing written (the grant of the new role is rolled back with the refused removal)
+    _, brand_root = module_world.factory.brand()
+    lone = _person(module_world, {brand_root: "admin"})
+    own = Browser(module_world, lone.email)
+    try:
+        before = row_counts(module_world.deployment)
+        refused = own.post(
+            f"/stores/{brand_root}/members/{lone.account_id}/role",
+            {"role": "viewer", "from_role": "admin"},
+        )
+        assert refused.status_code in (409, 422), refused.text
+        assert 'class="error-text" role="alert"' in refused.text
+        assert ">in place of admin<" in refused.text  # drawn again with the roles held
+        assert row_counts(module_world.deployment) == before
+    finally:
+        own.close()
+    bad = admin.post(path, {"role": "emperor", "from_role": "publisher"})
+    assert bad.status_code == 422 and "error-text" in bad.text
+
+
+def test_invitations_are_listed_with_their_states(
+    module_world: World, admin: Browser, store: tuple[str, str]
+) -> None:
+    root, _ = store
+    emails = {s: f"{unique(s)}@example.com" for s in ("pending", "revoked", "accepted")}
+    for email in emails.values():
+        sent = admin.post(f"/stores/{root}/invitations", {"email": email, "role": "viewer"})
+        assert sent.status_code == 200, sent.text
+    page = admin.get(f"/stores/{root}/members").text
+    withdraw = re.search(
+        rf"{re.escape(emails['revoked'])}.*?hx-post=\"(/stores/{root}/invitations/[^/]+/revoke)\"",
+        page,
+        re.S,
+    )
+    assert withdraw
+    assert admin.post(withdraw.group(1)).status_code == 200
+    outbox = Path(module_world.deployment.settings.data_dir) / "outbox"
+    mail = [t for t in (p.read_text() for p in outbox.glob("*.eml")) if emails["accepted"] in t]
+    token = re.search(r"/invitations/accept\?token=([\w-]+)", mail[-1])
+    assert token
+    anonymous = asgi_client(module_world.app)
+    try:
+        accepted = anonymous.post(
+            "/invitations/accept",
+            data={"token": token.group(1), "display_name": "Ada", "password": PASSWORD},
+            headers={"hx-request": "true"},
+        )
+        assert accepted.status_code == 200, accepted.text
+    finally:
+        anonymous.close()
+    pending_only = admin.get(f"/stores/{root}/members").text
+    assert emails["pending"] in pending_only
+    assert emails["revoked"] not in pending_only
+    assert 'href="?history=1"' in pending_only
+    history = admin.get(f"/stores/{root}/members?history=1").text
+
+    def state_of(email: str) -> str:
+        pattern = rf"<td>{re.escape(email)}</td>.*?class=\"state state-(\w+)\""
+        found = re.search(pattern, history, re.S)
+        assert found, email
+        return found.group(1)
+
+    assert {s: state_of(e) for s, e in emails.items()} == {
+        "pending": "pending", "revoked": "revoked", "accepted": "accepted",
+    }  # fmt: skip
+    # only a pending invitation can be withdrawn
+    assert history.count(">Withdraw</button>") == pending_only.count(">Withdraw</button>")

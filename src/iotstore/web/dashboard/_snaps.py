@@ -161,6 +161,23 @@ def snap_page(ctx: OneSnapView, store_id: str, snap_id: str) -> HTMLResponse:
     )  # fmt: skip
 
 
+@router.get("/stores/{store_id}/snaps/{snap_id}/revisions/{revision}", responses=_HTML)
+def revision_page(ctx: OneSnapView, store_id: str, snap_id: str, revision: int) -> HTMLResponse:
+    """One revision: everything the admin API tells of it, the channels holding it, and the
+    review controls while it waits for review."""
+    store = ctx.stores.get(store_id)
+    pub, snap = _snap(ctx, store_id, snap_id)
+    rev = revision_dict(pub.revisions.get(snap, revision))
+    account = ctx.principal.account
+    allowed = pub.snaps.permissions(account.id, snap) if account else frozenset()
+    channels = [e.as_json() for e in pub.releases.channel_map(snap) if e.revision == revision]
+    names = _names(ctx, {rev["uploaded-by"] or "", rev["reviewed-by"] or ""})
+    return render(
+        ctx, "revision.html", store=store, tab="Snaps", snap=snap_dict(snap), rev=rev,
+        channels=channels, names=names, snap_can=lambda name: Permission(name) in allowed,
+    )  # fmt: skip
+
+
 # -- collaborators ---------------------------------------------------------------------------
 
 

@@ -170,8 +170,11 @@ def _accounts(ctx: RequestContext, ids: set[str]) -> dict[str, Account]:
 
 
 @router.get("/stores/{store_id}/members", responses=_HTML)
-def members_page(ctx: MembersView, store_id: str) -> HTMLResponse:
-    """Members and their roles, pending invitations, and the invite form for administrators."""
+def members_page(
+    ctx: MembersView, store_id: str, history: Annotated[bool, Query()] = False
+) -> HTMLResponse:
+    """Members and their roles, invitations (pending ones, or all with their states when
+    ``history``), and the invite form for administrators."""
     store = ctx.stores.get(store_id)
     rows = ctx.memberships.members(store_id, 0, 500)
     accounts = _accounts(ctx, {m.account_id for m in rows})
@@ -183,10 +186,16 @@ def members_page(ctx: MembersView, store_id: str) -> HTMLResponse:
             {"id": m.account_id, "email": account.email, "name": account.display_name, "roles": []},
         )
         entry["roles"].append(m.role)
-    invitations = [invitation_dict(i) for i in invitation_service(ctx).list(store_id, limit=500)]
+    listed = invitation_service(ctx).list(store_id, include_closed=history, limit=500)
+    # newest first: the history is read from the latest change backwards
+    invitations = (
+        [invitation_dict(i) for i in reversed(listed)]
+        if history
+        else [invitation_dict(i) for i in listed]
+    )
     return render(
         ctx, "members.html", store=store, tab="Members", members=list(members.values()),
-        invitations=invitations, roles=ROLE_NAMES,
+        invitations=invitations, roles=ROLE_NAMES, history=history,
     )  # fmt: skip
 
 
@@ -250,8 +259,10 @@ def grant_by_email(ctx: MembersManage, store_id: str, form: FormDep) -> Response
 
 @router.post("/stores/{store_id}/members/{account_id}/role", responses=_HTML)
 def set_role(ctx: MembersManage, store_id: str, account_id: str, form: FormDep) -> Response:
-    """Grant a role (or change ``from_role`` into it)."""
-    values = {"store_id": store_id, "account_id": account_id, "roles": ROLE_NAMES}
+    """Grant a role, or change ``from_role`` into it in one step (the API's role-change)."""
+    # a refused form is drawn again with the roles the member holds, to change one of them
+    held = [m.role for m in ctx.memberships.members(store_id, 0, 500) if m.account_id == account_id]
+    values = {"store_id": store_id, "account_id": account_id, "roles": ROLE_NAMES, "held": held}
     template = "_role_form.html"
     body = parse(RoleForm, form, ("role", "from_role"), template, **values)
     try:
