@@ -11,7 +11,6 @@ the same requests in-process with SQL timing on and says which queries dominate.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import random
@@ -37,6 +36,8 @@ from iotstore.deployment import Deployment
 from iotstore.settings import Settings
 from iotstore.stores.models import Membership, Store
 from iotstore.web import create_app
+
+from ._timing import run_async
 
 ROLES = ("admin", "publisher", "reviewer", "viewer")
 
@@ -165,7 +166,7 @@ def query_profile(
                     r = await client.get(path, headers={"Authorization": f"Bearer {token}"})
                     r.raise_for_status()
 
-    asyncio.run(run())
+    run_async(run())
     event.remove(engine, "before_cursor_execute", before)
     event.remove(engine, "after_cursor_execute", after)
     return sorted(((t, int(n), s) for s, (t, n) in totals.items()), reverse=True)[:6]

@@ -47,6 +47,7 @@ from iotstore.settings import Settings
 from iotstore.stores.audit import Actor, AuditLog
 from iotstore.stores.services import MembershipService, StoreService
 
+from ._timing import run_async
 from .vault_bench import Server, free_port, percentile, seeded_server_dir, serial_request
 
 __all__ = ["Stats", "main", "run"]
@@ -351,7 +352,7 @@ def run(
         with contextlib.ExitStack() as stack:
             for i, url in enumerate(urls):
                 stack.enter_context(serve(server.data_dir, url, extra, base / f"server{i}.log"))
-            return asyncio.run(drive(server, urls, publisher, devices, seconds, think, every))
+            return run_async(drive(server, urls, publisher, devices, seconds, think, every))
     finally:
         for item in reversed(cleanup):
             with contextlib.suppress(Exception):

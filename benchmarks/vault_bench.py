@@ -73,6 +73,8 @@ from iotstore.settings import KeystoreSettings, Settings
 from iotstore.stores.audit import Actor, AuditLog
 from iotstore.stores.services import StoreService
 
+from ._timing import run_async
+
 VAULT = "/serial-vault/v1"
 ROOT_ID = "bench-root"
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -595,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         server = seeded_server_dir(base, None)
         with serving(server, args.workers, base / "server.log"):
             cpu = time.process_time()
-            outcomes, wall, server_cpu = asyncio.run(
+            outcomes, wall, server_cpu = run_async(
                 closed_loop(server, keys, args.concurrency, args.seconds)
             )
             client_cpu = time.process_time() - cpu
@@ -676,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
                     hsm_base, None, KeystoreSettings("pkcs11", module, label, pin)
                 )
                 with serving(hsm_server, args.workers, hsm_base / "server.log", hsm_env):
-                    hsm_outcomes, hsm_wall, hsm_cpu = asyncio.run(
+                    hsm_outcomes, hsm_wall, hsm_cpu = run_async(
                         closed_loop(hsm_server, keys, args.concurrency, args.seconds)
                     )
             hsm_good = [o for o in hsm_outcomes if o.ok]

@@ -47,6 +47,7 @@ from iotstore import asserts
 from iotstore.db import SqlDatabase
 from iotstore.devices.models import Device, SigningLogEntry
 
+from ._timing import run_async
 from .vault_bench import Outcome, device_keys, percentile, register, seeded_server_dir, serving
 
 
@@ -119,13 +120,13 @@ def run(args: argparse.Namespace, database_url: str | None) -> bool:
         backend = "PostgreSQL" if database_url else "embedded SQLite"
         with serving(server, args.workers, base / "server.log"):
             # warm-up: a few registrations so the first batch does not pay for imports
-            warm, _ = asyncio.run(
+            warm, _ = run_async(
                 fire(server.url, server.api_key, server.model, [(k, None) for k in keys[:4]])
             )
             jobs: list[tuple[asserts.RSAPrivateKey, str | None]] = [
                 (keys[i % len(keys)], None) for i in range(args.devices)
             ]
-            outcomes, wall = asyncio.run(fire(server.url, server.api_key, server.model, jobs))
+            outcomes, wall = run_async(fire(server.url, server.api_key, server.model, jobs))
             dup_jobs: list[tuple[asserts.RSAPrivateKey, str | None]] = []
             for i in range(args.duplicates):
                 serial = f"DUP-{i:05d}"
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace, database_url: str | None) -> bool:
                     (keys[(2 * i + 1) % len(keys)], serial),
                 ]
             duplicates, _ = (
-                asyncio.run(fire(server.url, server.api_key, server.model, dup_jobs))
+                run_async(fire(server.url, server.api_key, server.model, dup_jobs))
                 if dup_jobs
                 else ([], 0.0)
             )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from benchmarks._timing import run_async
 from sqlalchemy import select
 
 from iotstore import asserts
@@ -141,7 +142,7 @@ def test_killed_while_signing_leaves_no_half_recorded_serial(
     keys = [device_keys.new() for _ in range(KEYS)]
     attempts = [Attempt(keys[i % KEYS], f"KILL-{i:03d}") for i in range(DEVICES)]
     try:
-        asyncio.run(_burst_then_kill(vault, attempts))
+        run_async(_burst_then_kill(vault, attempts))
         answered = [a for a in attempts if a.answer]
         interrupted = [a for a in attempts if a.answer is None]
         assert answered, [a.error for a in attempts]
@@ -160,7 +161,7 @@ def test_killed_while_signing_leaves_no_half_recorded_serial(
         vault.start()
         for a in interrupted:
             a.error, a.statuses = None, []
-        asyncio.run(_retry(vault, interrupted))
+        run_async(_retry(vault, interrupted))
         for a in interrupted:
             assert a.answer is not None, (a.statuses, a.error)
             got = _serial_of(a.answer)

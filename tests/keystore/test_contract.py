@@ -416,6 +416,7 @@ STORE_METHODS = {
     "list",
     "signer",
     "disable",
+    "delete",
     "public_key",
     "close",
 }

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from benchmarks._timing import run_async
 from sqlalchemy import func, insert, select
 
 from iotstore.db import utcnow
@@ -133,7 +134,7 @@ def test_killed_mid_release_leaves_no_half_visible_channel(
         server = KillableServer(tmp_path / "data", database_url, tmp_path / "server.log")
         url = f"/api/v1/stores/{store}/snaps/{{name}}/releases"
         attempts = [Attempt(n) for n in names]
-        asyncio.run(_burst_then_kill(server, url, token, attempts))
+        run_async(_burst_then_kill(server, url, token, attempts))
         answered = {a.name for a in attempts if a.status == 200}
         assert answered, f"no release was answered before the kill:\n{server.log()}"
         with deployment.database.unit_of_work(write=False) as session:

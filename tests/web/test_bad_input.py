@@ -50,7 +50,7 @@ def site(module_world: World) -> Site:
     f = module_world.factory
     _, store = f.brand()
     substore = f.substore(store)
-    admin = f.person({store: "admin"}, operator=True)
+    admin = f.person({store: ["admin", "publisher", "reviewer"]}, operator=True)
     return Site(module_world, store, substore, admin, f.snap(store))
 
 

@@ -14,6 +14,7 @@ double its cost for little gain.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -108,6 +109,7 @@ def test_document_lists_every_route() -> None:
     # schemathesis only tests what the document lists: a route left out of it escapes
     document = _document()
     operations = {(m.upper(), p) for p, item in document["paths"].items() for m in item}
-    routes = {(r.method, r.path) for r in app_routes()}
+    # OpenAPI writes a path parameter without its converter: {key:path} is {key}
+    routes = {(r.method, re.sub(r"\{(\w+):\w+\}", r"{\1}", r.path)) for r in app_routes()}
     assert routes - operations == set()
     assert "/api/v1/stores/{store_id}/members/{account_id}/roles/{role}" in document["paths"]

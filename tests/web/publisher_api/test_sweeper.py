@@ -6,6 +6,8 @@ import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 
+from benchmarks._timing import run_async
+
 from iotstore.blobstore import FileBlobStore
 from iotstore.web._sweeper import SWEEP_INTERVAL
 from tests.web._support import throwaway_app
@@ -30,7 +32,7 @@ def test_the_app_lifespan_sweeps_periodically() -> None:
                     await asyncio.sleep(0.01)
             return False
 
-        assert asyncio.run(serve_until_swept())
+        assert run_async(serve_until_swept())
 
 
 def test_the_default_interval_is_modest() -> None:
