@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import Field
 from sqlalchemy import select
 
-from iotstore.errors import NotFound
+from iotstore.errors import InvalidInput, NotFound
 from iotstore.snaps.models import Snap
 from iotstore.stores.audit import entries_to_csv, entry_dict
 from iotstore.stores.permissions import Permission
@@ -161,6 +161,16 @@ def unexclude(ctx: Curate, store_id: str, snap_id: str) -> None:
     ctx.stores.unexclude(ctx.actor, store_id, snap_id)
 
 
+def _utc_bound(value: datetime | None, field: str) -> datetime | None:
+    """``value`` in UTC; a time whose offset takes it outside the calendar is refused."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError as e:
+        raise InvalidInput(f"{field} is outside the years 1 to 9999 in UTC", field=field) from e
+
+
 @router.get("/stores/{store_id}/audit", response_model=None)
 def audit(
     ctx: Audit,
@@ -176,8 +186,8 @@ def audit(
     entries = ctx.audit.query(
         store_ids=ctx.stores.subtree_ids(store_id),
         action=action,
-        since=since,
-        until=until,
+        since=_utc_bound(since, "since"),
+        until=_utc_bound(until, "until"),
         after_id=after,
         limit=limit,
     )
