@@ -41,7 +41,10 @@ from .snapd import build_conformance_program
 
 pytestmark = pytest.mark.snapd
 
-FIXTURES = Path(os.environ.get("IOTSTORE_IMAGE_SNAPS", "/work/shared/fixtures/image-snaps"))
+FIXTURES = Path(
+    os.environ.get("IOTSTORE_IMAGE_SNAPS")
+    or Path(__file__).resolve().parents[3] / "shared/fixtures/image-snaps"
+)
 # (name, type, channel released to and named in the model)
 IMAGE_SNAPS = (
     ("pc-kernel", "kernel", "22/stable"),

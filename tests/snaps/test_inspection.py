@@ -27,9 +27,6 @@ from iotstore.snaps.inspection import (
 from iotstore.snaps.testing import COMPRESSIONS, build_snap, mksquashfs
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "image-snaps"
-# The shared fixtures live next to the checkout; fall back to the absolute place they are kept.
-if not FIXTURES.is_dir():
-    FIXTURES = Path("/work/shared/fixtures/image-snaps")
 
 SUPERBLOCK = struct.Struct("<IIIIIHHHHHHQQQQQQQQ")
 FIELDS = [
