@@ -25,7 +25,6 @@ from iotstore.accounts.services import AccountService, normalise_email
 from iotstore.db import SqlDatabase
 from iotstore.errors import InvalidInput, IotstoreError
 from iotstore.mail import MailError, MemoryMailer
-from iotstore.migrations import upgrade
 from iotstore.stores.audit import Actor, AuditLog
 from iotstore.stores.errors import StoreNotFound, StoreRuleViolation
 from iotstore.stores.invitations import (
@@ -44,6 +43,8 @@ from iotstore.stores.invitations import (
 )
 from iotstore.stores.models import AuditEntry, Invitation, Membership
 from iotstore.stores.services import MembershipService, StoreService
+
+from ._support import rolled_back_session, seeded_database
 
 BASE_URL = "https://store.example.com"
 LIFETIME = timedelta(days=7)
@@ -129,29 +130,18 @@ def _seed(session: Session) -> Account:
 @pytest.fixture(scope="module")
 def database(module_database_url: str) -> Iterator[SqlDatabase]:
     """The module's database, migrated and seeded once (tests roll their changes back)."""
-    db = SqlDatabase.from_url(module_database_url)
-    upgrade(db.engine)
-    with db.unit_of_work() as session:
-        _seed(session)
-    yield db
-    db.dispose()
+    with seeded_database(module_database_url, _seed) as db:
+        yield db
 
 
 @pytest.fixture
 def env(database: SqlDatabase) -> Iterator[Env]:
     """The test's unit of work, rolled back at the end."""
-    connection = database.engine.connect()
-    outer = connection.begin()
-    session = Session(connection, join_transaction_mode="create_savepoint")
-    try:
+    with rolled_back_session(database) as session:
         admin = session.scalars(
             select(Account).where(Account.email == "admin@acme.example.com")
         ).one()
         yield Env(session, Clock(), MemoryMailer("Acme Store <store@acme.example.com>"), admin)
-    finally:
-        session.close()
-        outer.rollback()
-        connection.close()
 
 
 def _row_values(session: Session) -> list[Any]:

@@ -27,6 +27,8 @@ from iotstore.stores.audit import Actor, AuditLog
 from iotstore.stores.models import Store
 from iotstore.stores.services import MembershipService, StoreService
 
+from ._support import rolled_back_session, seeded_database
+
 SYSTEM = Actor(account_id=None, address="seed")
 ROOTS = ("acme-store", "acme")  # "acme" is a prefix of the other root's id
 
@@ -85,29 +87,18 @@ class Tree:
 @pytest.fixture(scope="module")
 def database(module_database_url: str) -> Iterator[SqlDatabase]:
     """The module's database with the tree (tests roll their changes back)."""
-    db = SqlDatabase.from_url(module_database_url)
-    upgrade(db.engine)
-    with db.unit_of_work() as session:
-        _build_tree(session)
-    yield db
-    db.dispose()
+    with seeded_database(module_database_url, _build_tree) as db:
+        yield db
 
 
 @pytest.fixture
 def tree(database: SqlDatabase) -> Iterator[Tree]:
     """The test's unit of work, rolled back at the end."""
-    connection = database.engine.connect()
-    outer = connection.begin()
-    session = Session(connection, join_transaction_mode="create_savepoint")
-    try:
+    with rolled_back_session(database) as session:
         audit = AuditLog(session)
         stores = StoreService(session, audit)
         parents = dict(session.execute(select(Store.id, Store.parent_id)).all())
         yield Tree(session, stores, MembershipService(session, stores, audit), parents)
-    finally:
-        session.close()
-        outer.rollback()
-        connection.close()
 
 
 def test_paths_are_the_ancestry_root_first(tree: Tree) -> None:
