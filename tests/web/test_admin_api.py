@@ -25,7 +25,7 @@ from pymacaroons import Macaroon
 
 from iotstore import asserts
 from iotstore.assertdb import trust_database
-from iotstore.asserts.testing import fixed_key
+from iotstore.asserts.testing import fixed_key, mint_chain
 
 from ._support import PASSWORD, Person, World, bearer, error_of, unique
 
@@ -204,27 +204,7 @@ def _account_key_request(brand_id: str, name: str, since: datetime) -> bytes:
 
 def _model_signed_by_fixed_brand_key(world: World, brand_id: str, model: str) -> None:
     """Put a model the fixed brand key signed into the assertions table (devices use it)."""
-    key = fixed_key("brand")
-    now = datetime.now(UTC).replace(microsecond=0)
-    assertion = asserts.sign(
-        "model",
-        {
-            "authority-id": brand_id,
-            "series": "16",
-            "brand-id": brand_id,
-            "model": model,
-            "architecture": "amd64",
-            "base": "core22",
-            "grade": "signed",
-            "snaps": [
-                {"name": "pc", "id": "UqFziVZDHLSyO3TqSWgNBoAdHbLI4dAH", "type": "gadget"},
-                {"name": "pc-kernel", "id": "pYVQrBcKmBa0mZ4CCN7ExT6jH8rY1hza", "type": "kernel"},
-                {"name": "core22", "id": "amcUKQILKXHHTlmSa7NMdnXSx02dNeeT", "type": "base"},
-            ],
-            "timestamp": asserts.format_time(now),
-        },
-        key,
-    )
+    assertion = mint_chain(brand_id=brand_id, model=model).model
     deployment = world.deployment
     with deployment.database.unit_of_work() as session:
         trust_database(session, deployment.root.trusted).add(assertion)
