@@ -8,9 +8,9 @@ services; the publishing domain checks ownership again, as for the API.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -21,7 +21,11 @@ from iotstore.snaps.models import Snap
 from iotstore.snaps.services import Publishing, revision_dict, snap_dict
 from iotstore.stores.permissions import Permission
 
-from ..admin_api.snaps import publishing, require_snap
+from ..admin_api.snaps import SnapCollaborators as OneSnapCollaborators
+from ..admin_api.snaps import SnapRelease as OneSnapRelease
+from ..admin_api.snaps import SnapReview as OneSnapReview
+from ..admin_api.snaps import SnapView as OneSnapView
+from ..admin_api.snaps import _snap, publishing
 from ..context import RequestContext
 from ._charts import bar_chart, progress_bar
 from ._deps import FormDep, SnapRegister, SnapReview, SnapView
@@ -32,20 +36,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["dashboard"], default_response_class=HTMLResponse)
 SNAP_TYPES = ["app", "base", "os", "snapd", "kernel", "gadget"]
-
-OneSnapView = Annotated[RequestContext, Depends(require_snap(Permission.SNAP_VIEW))]
-OneSnapCollaborators = Annotated[
-    RequestContext, Depends(require_snap(Permission.SNAP_COLLABORATORS))
-]
-OneSnapRelease = Annotated[RequestContext, Depends(require_snap(Permission.SNAP_RELEASE))]
-OneSnapReview = Annotated[RequestContext, Depends(require_snap(Permission.SNAP_REVIEW))]
-
-
-def _snap(ctx: RequestContext, store_id: str, ref: str) -> tuple[Publishing, Snap]:
-    pub = publishing(ctx)
-    snap = pub.snaps.in_store(store_id, ref)
-    pub.snaps.check(ctx.actor, snap, Permission.SNAP_VIEW)
-    return pub, snap
 
 
 @router.get("/stores/{store_id}/snaps", responses=_HTML)
