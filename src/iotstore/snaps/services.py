@@ -1371,36 +1371,6 @@ class ResolvedRevision:
     redirect_channel: str | None = None
 
 
-def _resolved(
-    key: str, snap: Snap, rev: Revision, channel: Channel | None, redirect: str | None = None
-) -> ResolvedRevision:
-    return ResolvedRevision(
-        key=key,
-        snap_id=snap.snap_id,
-        name=snap.name,
-        store_id=snap.store_id,
-        publisher_id=snap.publisher_id,
-        private=snap.private,
-        revision=rev.revision,
-        version=rev.version,
-        snap_type=rev.snap_type,
-        base=rev.base,
-        confinement=rev.confinement,
-        grade=rev.grade,
-        architectures=tuple(rev.architectures),
-        epoch=dict(rev.epoch),
-        provenance=rev.provenance,
-        sha3_384=rev.sha3_384,
-        size=rev.size,
-        blob_key=rev.blob_key,
-        snap_yaml=rev.snap_yaml,
-        details=dict(rev.details or {}),
-        created_at=rev.created_at,
-        channel=channel,
-        redirect_channel=redirect,
-    )
-
-
 # the columns a refresh answer needs, read as plain rows (no ORM entities: a refresh
 # of 20 snaps builds no mapped objects at all)
 _RESOLVED_COLUMNS = (
@@ -1678,7 +1648,7 @@ class ChannelResolver:
     def revision(self, snap_id: str, revision: int) -> ResolvedRevision:
         """One approved revision (downloads, assertions); raises :class:`RevisionNotFound`."""
         row = self._session.execute(
-            select(Snap, Revision)
+            select(*_RESOLVED_COLUMNS)
             .join(Revision, Revision.snap_id == Snap.snap_id)
             .where(
                 Snap.snap_id == snap_id,
@@ -1688,7 +1658,7 @@ class ChannelResolver:
         ).first()
         if row is None:
             raise RevisionNotFound(f"no revision {revision} of snap {snap_id!r}")
-        return _resolved("", row[0], row[1], None)
+        return _resolved_row("", row, None)
 
     def available(self, snap_id: str) -> list[tuple[str, str]]:
         """(architecture, channel name) pairs where the snap is released now, for a
