@@ -28,7 +28,6 @@ import base64
 import contextlib
 import hashlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +47,14 @@ from iotstore.stores.audit import Actor, AuditLog
 from iotstore.stores.services import MembershipService, StoreService
 
 from ._timing import run_async
-from .vault_bench import Server, free_port, percentile, seeded_server_dir, serial_request
+from .vault_bench import (
+    Server,
+    free_port,
+    percentile,
+    seeded_server_dir,
+    serial_request,
+    serve_process,
+)
 
 __all__ = ["Stats", "main", "run"]
 
@@ -98,32 +104,9 @@ def _env(data_dir: Path, url: str, extra: dict[str, str]) -> dict[str, str]:
 def serve(data_dir: Path, url: str, extra: dict[str, str], log: Path) -> Iterator[None]:
     """One ``iotstore serve`` process on ``url`` until the block ends."""
     port = url.rsplit(":", 1)[1]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "iotstore", "serve", "--data-dir", str(data_dir),
-             "--port", port, "--workers", "1", "--no-demo"],
-            env=_env(data_dir, url, extra), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"iotstore serve exited: see {log}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"iotstore serve did not start: see {log}")
-            time.sleep(0.1)
+    args = ["--data-dir", str(data_dir), "--port", port, "--workers", "1", "--no-demo"]
+    with serve_process(args, _env(data_dir, url, extra), url, log):
         yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Publisher:

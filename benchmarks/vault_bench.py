@@ -142,6 +142,37 @@ def seeded_server_dir(
 
 
 @contextlib.contextmanager
+def serve_process(
+    args: list[str], env: dict[str, str], url: str, log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``iotstore serve ARGS`` until ``url`` answers its health check; stop it after."""
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "iotstore", "serve", *args],
+            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"iotstore serve exited: see {log_path}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"iotstore serve did not start: see {log_path}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
 def serving(
     server: Server, workers: int, log_path: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[Server]:
@@ -152,31 +183,9 @@ def serving(
     if not server.database_url.startswith("sqlite"):
         env["IOTSTORE_DATABASE_URL"] = server.database_url
     port = server.url.rsplit(":", 1)[1]
-    with log_path.open("ab") as log:
-        server.process = subprocess.Popen(
-            [sys.executable, "-m", "iotstore", "serve", "--data-dir", str(server.data_dir),
-             "--port", port, "--workers", str(workers)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"iotstore serve exited: see {log_path}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{server.url}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"iotstore serve did not start: see {log_path}")
-            time.sleep(0.1)
+    args = ["--data-dir", str(server.data_dir), "--port", port, "--workers", str(workers)]
+    with serve_process(args, env, server.url, log_path) as server.process:
         yield server
-    finally:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
 
 
 # -- a device ----------------------------------------------------------------------------------
@@ -263,29 +272,32 @@ def percentile(values: list[float], p: float) -> float:
 # -- the limit ---------------------------------------------------------------------------------
 
 
-def _sign_for(seconds: float, queue: Any) -> None:
+def _rsa_signer() -> Callable[[], bytes]:
+    """One RSA-4096 PKCS#1 v1.5 SHA-512 signature of a serial-sized message per call, warmed up."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
     message = b"x" * 600
     pkcs1, sha512 = padding.PKCS1v15(), hashes.SHA512()
     key.sign(message, pkcs1, sha512)
+    return lambda: key.sign(message, pkcs1, sha512)
+
+
+def _sign_for(seconds: float, queue: Any) -> None:
+    sign = _rsa_signer()
     count = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
-        key.sign(message, pkcs1, sha512)
+        sign()
         count += 1
     queue.put(count / (time.perf_counter() - start))
 
 
 def rsa_cpu_ms(seconds: float) -> float:
     """CPU milliseconds per RSA-4096 signature in this process (CPU time, not wall)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
-    message = b"x" * 600
-    pkcs1, sha512 = padding.PKCS1v15(), hashes.SHA512()
-    key.sign(message, pkcs1, sha512)
+    sign = _rsa_signer()
     count = 0
     start = time.process_time()
     while time.process_time() - start < seconds:
-        key.sign(message, pkcs1, sha512)
+        sign()
         count += 1
     return (time.process_time() - start) / count * 1000
 
