@@ -340,7 +340,9 @@ def _json_safe(value: object, where: str) -> object:
 # -- snapd's rules --------------------------------------------------------------
 
 
-def _text(document: Mapping[str, object], key: str, code: str) -> str | None:
+def _text(
+    document: Mapping[str, object], key: str, code: str, longest: int | None = None
+) -> str | None:
     value = document.get(key)
     if value is None:
         return None
@@ -349,6 +351,10 @@ def _text(document: Mapping[str, object], key: str, code: str) -> str | None:
     if not _storable(value):
         raise InspectionError(
             code, f"{key!r} in snap.yaml holds a NUL or an unpaired surrogate", field=key
+        )
+    if longest is not None and len(value) > longest:
+        raise InspectionError(
+            code, f"{key} can have up to {longest} codepoints, got {len(value)}", field=key
         )
     return value
 
@@ -611,26 +617,10 @@ def parse_snap_yaml(
                 "invalid-provenance", f"invalid provenance: {provenance!r}", field="provenance"
             )
 
-    title = _text(doc, "title", "invalid-title")
-    if title is not None and len(title) > 40:
-        raise InspectionError(
-            "invalid-title", f"title can have up to 40 codepoints, got {len(title)}", field="title"
-        )
-    summary = _text(doc, "summary", "invalid-summary")
+    title = _text(doc, "title", "invalid-title", longest=40)
     # The store's limit; snapd itself does not check summaries.
-    if summary is not None and len(summary) > 128:
-        raise InspectionError(
-            "invalid-summary",
-            f"summary can have up to 128 codepoints, got {len(summary)}",
-            field="summary",
-        )
-    description = _text(doc, "description", "invalid-description")
-    if description is not None and len(description) > 4096:
-        raise InspectionError(
-            "invalid-description",
-            f"description can have up to 4096 codepoints, got {len(description)}",
-            field="description",
-        )
+    summary = _text(doc, "summary", "invalid-summary", longest=128)
+    description = _text(doc, "description", "invalid-description", longest=4096)
     license_ = _text(doc, "license", "invalid-license") or None
     if license_ is not None:
         _validate_license(license_)
