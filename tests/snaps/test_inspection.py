@@ -65,6 +65,17 @@ def refused(data: bytes, limits: InspectionLimits = DEFAULT_LIMITS) -> Inspectio
     return error
 
 
+def refused_with_peak(data: bytes) -> tuple[InspectionError, int]:
+    """:func:`refused`, with the peak bytes Python allocated while refusing."""
+    tracemalloc.start()
+    try:
+        error = refused(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return error, peak
+
+
 def with_superblock(data: bytes, **changes: int) -> bytes:
     values = dict(zip(FIELDS, SUPERBLOCK.unpack_from(data), strict=True))
     values.update(changes)
@@ -495,12 +506,7 @@ def test_huge_declared_snap_yaml_size(workdir: Path) -> None:
     at = _snap_yaml_inode_at(bytes(data))
     assert struct.unpack_from("<I", data, at)[0] == len(SNAP_YAML)
     struct.pack_into("<I", data, at, 0xFFFFFFFF)  # 4 GiB: must not be allocated
-    tracemalloc.start()
-    try:
-        error = refused(bytes(data))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    error, peak = refused_with_peak(bytes(data))
     assert error.code == "snap-yaml-too-large"
     assert peak < 8 << 20
 
@@ -517,12 +523,7 @@ def test_data_block_decompression_bomb(workdir: Path) -> None:
     blocks_start = struct.unpack_from("<I", data, at - 12)[0]
     struct.pack_into("<I", data, at + 4, len(bomb))  # the block is now "compressed", this long
     data[blocks_start : blocks_start + len(bomb)] = bomb
-    tracemalloc.start()
-    try:
-        error = refused(bytes(data))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    error, peak = refused_with_peak(bytes(data))
     assert error.code == "bad-squashfs"
     assert peak < 8 << 20
 
