@@ -18,6 +18,14 @@ from .interfaces import KeyInfo, KeyStore
 __all__ = ["LayeredKeyStore"]
 
 
+def _holds(store: KeyStore, name: str) -> bool:
+    try:
+        store.get(name)
+    except KeyNotFound:
+        return False
+    return True
+
+
 class LayeredKeyStore:
     """A :class:`KeyStore` over ``primary`` (new keys) and ``fallback`` (keys made before)."""
 
@@ -26,11 +34,7 @@ class LayeredKeyStore:
         self.fallback = fallback
 
     def _holder(self, name: str) -> KeyStore:
-        try:
-            self.primary.get(name)
-        except KeyNotFound:
-            return self.fallback
-        return self.primary
+        return self.primary if _holds(self.primary, name) else self.fallback
 
     def generate(self, name: str, bits: int = 4096) -> KeyInfo:
         """Generate key ``name`` in the primary store; see :meth:`KeyStore.generate`."""
@@ -43,11 +47,8 @@ class LayeredKeyStore:
         return self.primary.import_pem(name, pem, password)
 
     def _refuse_fallback_name(self, name: str) -> None:
-        try:
-            self.fallback.get(name)
-        except KeyNotFound:
-            return
-        raise KeyExists(f'a key named "{name}" already exists')
+        if _holds(self.fallback, name):
+            raise KeyExists(f'a key named "{name}" already exists')
 
     def get(self, name: str) -> KeyInfo:
         """Key ``name`` from whichever store holds it."""
