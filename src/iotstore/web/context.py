@@ -181,11 +181,9 @@ _ENDS_TRANSACTION = "_iotstore_ends_transaction"
 def _finish_contexts(values: dict[str, Any], result: object) -> None:
     if isinstance(result, StreamingResponse):
         return  # its body may still read in the transaction: the dependency's exit commits
-    seen: set[int] = set()
     for value in values.values():
-        if isinstance(value, RequestContext) and id(value) not in seen:
-            seen.add(id(value))
-            value.finish()
+        if isinstance(value, RequestContext):
+            value.finish()  # a second parameter holding the same context finds nothing to commit
 
 
 def _ending_transaction(call: Callable[..., Any]) -> Callable[..., Any]:
