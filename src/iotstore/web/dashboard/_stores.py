@@ -20,6 +20,7 @@ from iotstore.stores.audit import entry_dict
 from iotstore.stores.invitations import invitation_dict
 from iotstore.stores.permissions import STORE_ROLES, Permission
 
+from ..admin_api.stores import _offered_to
 from ..context import RequestContext
 from ..device_service import vault_service
 from ._account import invitation_service, store_forest
@@ -315,13 +316,6 @@ class SnapRef(BaseModel):
     """A snap by id."""
 
     snap_id: str = Field(min_length=32, max_length=32, pattern=r"^[A-Za-z0-9]{32}$")
-
-
-def _offered_to(ctx: RequestContext, source_store_id: str) -> bool:
-    if ctx.stores.get(source_store_id).allow_inclusion:
-        return True
-    account = ctx.principal.account
-    return account is not None and bool(ctx.memberships.permissions(account.id, source_store_id))
 
 
 @router.post("/stores/{store_id}/includes", responses=_HTML)
