@@ -16,13 +16,13 @@ from sqlalchemy import select
 
 from iotstore import asserts
 from iotstore.accounts.brands import brand_dict, brand_key_dict
-from iotstore.accounts.models import Brand
 from iotstore.devices.errors import ModelNotFound
 from iotstore.devices.models import Device, DeviceModel, InventoryEntry, RefreshHistoryEntry
 from iotstore.devices.services import VaultService, model_dict
 from iotstore.errors import InvalidInput, IotstoreError
 from iotstore.snaps.models import Snap
 
+from ..admin_api.brands import _brand
 from ..context import RequestContext
 from ..device_service import PREFIX, vault_service
 from ._deps import BrandKeys, BrandView, DevicesManage, DevicesView, FormDep, Vault
@@ -37,13 +37,6 @@ KEY_BITS = (2048, 3072, 4096)
 
 
 # -- brand keys ----------------------------------------------------------------------------
-
-
-def _root_brand(ctx: RequestContext, store_id: str) -> Brand:
-    store = ctx.stores.get(store_id)
-    if store.kind != "brand":
-        raise InvalidInput("brand keys are managed from the brand's root store", field="store")
-    return ctx.brands.get(store.brand_id)
 
 
 @router.get("/stores/{store_id}/brand", responses=_HTML)
@@ -72,7 +65,7 @@ def generate_key(ctx: BrandKeys, store_id: str, form: FormDep) -> Response:
     values = {"store_id": store_id, "bits": KEY_BITS}
     body = parse(NewKey, form, ("name", "bits"), template, **values)
     try:
-        brand = _root_brand(ctx, store_id)
+        brand = _brand(ctx, store_id)
         key = ctx.brands.generate_key(brand.account_id, body.name, body.bits)
     except IotstoreError as e:
         raise refused(template, form, e, **values) from e
@@ -96,7 +89,7 @@ def register_key(ctx: BrandKeys, store_id: str, form: FormDep) -> Response:
     values = {"store_id": store_id}
     body = parse(KeyRequest, form, ("request",), template, **values)
     try:
-        brand = _root_brand(ctx, store_id)
+        brand = _brand(ctx, store_id)
         key = ctx.brands.register_key(brand.account_id, body.request.encode())
     except (IotstoreError, asserts.AssertsError) as e:
         error = e if isinstance(e, IotstoreError) else InvalidInput(str(e), field="request")
@@ -123,7 +116,7 @@ def _key_action(
     body = parse(KeyAction, form, ("confirm",), template, **values)
     force = form.checked("force")
     try:
-        brand = _root_brand(ctx, store_id)
+        brand = _brand(ctx, store_id)
         before = brand_key_dict(ctx.brands.key(brand.account_id, name))
         act = ctx.brands.revoke_key if revoke else ctx.brands.disable_key
         key = act(brand.account_id, name, body.confirm, force)
