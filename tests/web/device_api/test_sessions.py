@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,22 +14,9 @@ from iotstore.assertdb import trust_database
 from iotstore.asserts.testing import fixed_key
 from iotstore.devices.models import Device as DeviceRow
 from iotstore.devices.sessions import SessionVerifier
-from tests.web._support import World, in_process_world
+from tests.web._support import World
 
 from ._device import Device, Fleet
-
-
-@pytest.fixture(scope="module")
-def world(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    backend = "postgresql" if module_database_url.startswith("postgresql") else "sqlite"
-    w = in_process_world(backend, tmp_path_factory.mktemp("dev") / "data", module_database_url)
-    yield w
-    w.close()
-
-
-@pytest.fixture(scope="module")
-def fleet(world: World) -> Fleet:
-    return Fleet(world.deployment, world.client)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from iotstore.accounts.brands import BrandService
 from iotstore.assertdb import trust_database
 from iotstore.devices.inventory import InventoryService
 from iotstore.devices.models import RefreshHistoryEntry
-from tests.web._support import World, in_process_world
+from tests.web._support import World
 
 from ._device import Device, Fleet
 from ._publish import Publisher
@@ -28,19 +27,6 @@ FIELDS = [
     "snap-yaml", "summary", "title", "type", "version", "website", "store-url", "media",
     "common-ids",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def world(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    backend = "postgresql" if module_database_url.startswith("postgresql") else "sqlite"
-    w = in_process_world(backend, tmp_path_factory.mktemp("act") / "data", module_database_url)
-    yield w
-    w.close()
-
-
-@pytest.fixture(scope="module")
-def fleet(world: World) -> Fleet:
-    return Fleet(world.deployment, world.client)
 
 
 @pytest.fixture(scope="module")
