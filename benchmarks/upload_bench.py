@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .vault_bench import free_port, serve_process
 
 MiB = 1 << 20
 _BOUNDARY = b"----iotstore-bench-boundary"
@@ -61,12 +62,6 @@ class Figures:
             "(goal >= 0.7); "
             f"server RSS growth {self.rss_growth / MiB:.1f} MiB (goal < 64 MB)"
         )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _descendants(pid: int) -> list[int]:
@@ -116,52 +111,6 @@ class _PeakSampler:
         self._done.set()
         self._thread.join()
         self.peak = max(self.peak, _rss(self.pids))
-
-
-class Server:
-    """``iotstore serve`` on a fresh data directory."""
-
-    def __init__(self, base: Path, max_bytes: int) -> None:
-        data = base / "data"
-        env = {
-            **os.environ,
-            "IOTSTORE_DATA_DIR": str(data),
-            "IOTSTORE_MAX_SNAP_BYTES": str(max_bytes),
-        }
-        subprocess.run(
-            [sys.executable, "-m", "iotstore", "init", "--data-dir", str(data)],
-            env=env, check=True, capture_output=True,
-        )  # fmt: skip
-        self.port = _free_port()
-        env["IOTSTORE_BASE_URL"] = f"http://127.0.0.1:{self.port}"
-        self.log = (base / "server.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "iotstore", "serve", "--data-dir", str(data),
-             "--port", str(self.port), "--no-demo"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                if self.process.poll() is not None:
-                    break
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the server did not start: see {base / 'server.log'}")
-
-    def stop(self) -> None:
-        """Stop the server (and its worker)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 def upload(port: int, size: int, block: bytes) -> tuple[float, dict[str, object]]:
@@ -244,11 +193,23 @@ def measure(port: int, pid: int, size: int, rounds: int = 1) -> Figures:
 def run(size: int, rounds: int = 1) -> Figures:
     """:func:`measure` against a fresh ``iotstore serve``."""
     with tempfile.TemporaryDirectory(prefix="iotstore-upload-bench-") as tmp:
-        server = Server(Path(tmp), max_bytes=max(size, MiB) + MiB)
-        try:
-            return measure(server.port, server.process.pid, size, rounds)
-        finally:
-            server.stop()
+        base = Path(tmp)
+        data = base / "data"
+        env = {
+            **os.environ,
+            "IOTSTORE_DATA_DIR": str(data),
+            "IOTSTORE_MAX_SNAP_BYTES": str(max(size, MiB) + MiB),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "iotstore", "init", "--data-dir", str(data)],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env["IOTSTORE_BASE_URL"] = url
+        args = ["--data-dir", str(data), "--port", str(port), "--no-demo"]
+        with serve_process(args, env, url, base / "server.log") as process:
+            return measure(port, process.pid, size, rounds)
 
 
 def main() -> None:
