@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +45,9 @@ from iotstore.stores.audit import Actor, AuditLog
 from iotstore.stores.services import MembershipService, StoreService
 
 from ._timing import best_rate
+from .vault_bench import root_key_pem
 
 _SYSTEM = Actor(account_id=None, address="bench")
-
-
-def _root_pem() -> bytes:
-    return resources.files("iotstore.asserts.testing").joinpath("keys", "root.pem").read_bytes()
 
 
 def populate(database: SqlDatabase, store_id: str, publisher_id: str, snaps: int) -> list[str]:
@@ -103,7 +99,7 @@ def run(database_url: str, snaps: int, seconds: float) -> dict[str, Any]:
     database = SqlDatabase.from_url(database_url)
     upgrade(database.engine)
     keystore = MemoryKeyStore()
-    root = adopt_root(keystore, "bench-root", _root_pem())
+    root = adopt_root(keystore, "bench-root", root_key_pem())
     blobs = MemoryBlobStore()
     with database.unit_of_work() as session:
         audit = AuditLog(session)
