@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from iotstore.web.dashboard._charts import bar_chart, daily_counts, progress_bar
@@ -146,3 +146,16 @@ def test_arbitrary_queries_never_break_a_page(
     browser, store = signed_in
     response = browser.get(path.format(store=store) + quote(value, safe=""))
     assert response.status_code < 500, response.text[:500]
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.dates(), st.dates())
+@example(date.max, date.max)  # the calendar's last day has no day after it to end at
+def test_any_audit_date_range_renders(
+    signed_in: tuple[Browser, str], since: date, until: date
+) -> None:
+    browser, store = signed_in
+    response = browser.get(f"/stores/{store}/audit?since={since}&until={until}")
+    assert response.status_code == 200, response.text[:500]

@@ -398,8 +398,10 @@ def audit_page(
     # a date field left empty is sent as "": no bound, like a date that does not parse
     since, until = _day(since_text), _day(until_text)
     start = datetime.combine(since, time(), tzinfo=UTC) if since else None
-    # "until" is a day the person means to include
-    end = datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC) if until else None
+    # "until" is a day the person means to include; the calendar's last day leaves no bound
+    end = None
+    if until is not None and until < date.max:
+        end = datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC)
     entries = ctx.audit.query(
         store_ids=ctx.stores.subtree_ids(store_id), action=action or None, after_id=after,
         since=start, until=end, limit=100,
