@@ -57,6 +57,8 @@ import (
 	"github.com/snapcore/snapd/asserts"
 	"github.com/snapcore/snapd/snapdenv"
 	"github.com/snapcore/snapd/strutil"
+
+	"../assertstream"
 )
 
 // snapdVersion is the snapd release whose code this program is built with.
@@ -194,7 +196,7 @@ func run(args []string) (*result, error) {
 		userAgent = o.userAgentFlag
 	}
 
-	trusted, err := decodeFile(o.trustedPath)
+	trusted, err := assertstream.ReadFile(o.trustedPath)
 	if err != nil {
 		return nil, usagef("cannot read trusted set %s: %v", o.trustedPath, err)
 	}
@@ -491,7 +493,7 @@ func badStatus(reason string, resp *http.Response, body []byte) (string, string)
 // readModel returns the first model in a stream and the other assertions
 // (its chain, when the file is a seed-like bundle).
 func readModel(path string) (*asserts.Model, []asserts.Assertion, error) {
-	all, err := decodeFile(path)
+	all, err := assertstream.ReadFile(path)
 	if err != nil {
 		return nil, nil, usagef("cannot read model %s: %v", path, err)
 	}
@@ -555,24 +557,4 @@ func deviceKey(o *options) (asserts.PrivateKey, error) {
 		}
 	}
 	return asserts.RSAPrivateKey(rsaKey), nil
-}
-
-func decodeFile(path string) ([]asserts.Assertion, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	dec := asserts.NewDecoder(f)
-	var out []asserts.Assertion
-	for {
-		a, err := dec.Decode()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		out = append(out, a)
-	}
 }

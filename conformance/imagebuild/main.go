@@ -26,7 +26,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -36,6 +35,8 @@ import (
 	"github.com/snapcore/snapd/seed"
 	"github.com/snapcore/snapd/snap"
 	"github.com/snapcore/snapd/timings"
+
+	"../assertstream"
 )
 
 type seedSnap struct {
@@ -67,7 +68,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "imagebuild: -trusted, -model and -dir are required")
 		os.Exit(2)
 	}
-	trusted, err := decodeFile(*trustedPath)
+	trusted, err := assertstream.ReadFile(*trustedPath)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "imagebuild: %v\n", err)
 		os.Exit(2)
@@ -151,24 +152,4 @@ func build(trusted []asserts.Assertion, modelPath, dir string) *result {
 	res.Stage = "done"
 	res.OK = true
 	return res
-}
-
-func decodeFile(path string) ([]asserts.Assertion, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	dec := asserts.NewDecoder(f)
-	var out []asserts.Assertion
-	for {
-		a, err := dec.Decode()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		out = append(out, a)
-	}
 }

@@ -38,6 +38,8 @@ import (
 
 	"github.com/snapcore/snapd/asserts"
 	"github.com/snapcore/snapd/asserts/signtool"
+
+	"../assertstream"
 )
 
 const usageText = `usage:
@@ -323,31 +325,13 @@ func primaryKey(a asserts.Assertion) *[]string {
 	return &pk
 }
 
-// decodeFile decodes a whole stream with snapd's stream decoder (which,
-// unlike asserts.Decode, trusts body-length and requires blank lines between
-// assertions). It returns what it decoded before any error.
+// decodeFile decodes the stream in the file at path, or on stdin for "-"
+// (see assertstream.Decode).
 func decodeFile(path string) ([]asserts.Assertion, error) {
-	var r io.Reader = os.Stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
+	if path == "-" {
+		return assertstream.Decode(os.Stdin)
 	}
-	dec := asserts.NewDecoder(r)
-	var out []asserts.Assertion
-	for {
-		a, err := dec.Decode()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		out = append(out, a)
-	}
+	return assertstream.ReadFile(path)
 }
 
 // ---------------------------------------------------------------- sign

@@ -52,7 +52,6 @@ import (
 	"encoding/pem"
 	"flag"
 	"fmt"
-	"io"
 	"io/ioutil"
 	"net/http"
 	"net/url"
@@ -65,6 +64,8 @@ import (
 	"github.com/snapcore/snapd/overlord/auth"
 	"github.com/snapcore/snapd/snap"
 	"github.com/snapcore/snapd/store"
+
+	"../assertstream"
 )
 
 type step struct {
@@ -187,7 +188,7 @@ func main() {
 	restore := snap.MockSanitizePlugsSlots(func(*snap.Info) {})
 	defer restore()
 
-	trusted, err := decodeFile(*trustedPath)
+	trusted, err := assertstream.ReadFile(*trustedPath)
 	if err != nil {
 		fail(2, "cannot read trusted: %v", err)
 	}
@@ -199,7 +200,7 @@ func main() {
 	}
 	dev := &device{}
 	if *modelPath != "" {
-		stream, err := decodeFile(*modelPath)
+		stream, err := assertstream.ReadFile(*modelPath)
 		if err != nil || len(stream) == 0 {
 			fail(2, "cannot read model: %v", err)
 		}
@@ -229,7 +230,7 @@ func main() {
 		}
 	}
 	if *serialPath != "" {
-		stream, err := decodeFile(*serialPath)
+		stream, err := assertstream.ReadFile(*serialPath)
 		if err != nil || len(stream) == 0 {
 			fail(2, "cannot read serial: %v", err)
 		}
@@ -499,24 +500,4 @@ func loadKey(path string) (asserts.PrivateKey, error) {
 		return nil, fmt.Errorf("%s: unsupported PEM block %q", path, block.Type)
 	}
 	return asserts.RSAPrivateKey(rsaKey), nil
-}
-
-func decodeFile(path string) ([]asserts.Assertion, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	dec := asserts.NewDecoder(f)
-	var out []asserts.Assertion
-	for {
-		a, err := dec.Decode()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		out = append(out, a)
-	}
 }

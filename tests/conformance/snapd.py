@@ -138,6 +138,10 @@ def _newest_source_mtime(source_dir: Path) -> float:
     return max(p.stat().st_mtime for p in sources)
 
 
+SHARED_GO_PACKAGES = ("assertstream",)
+"""Packages under ``conformance/`` that the programs import as ``"../NAME"`` (GOPATH mode
+allows relative imports outside GOPATH): a change to one rebuilds every program."""
+
 _built: dict[tuple[str, Path], Path] = {}
 """Binaries already checked in this process, by program and build directory."""
 
@@ -163,7 +167,9 @@ def build_conformance_program(name: str, build_dir: Path | None = None) -> Path:
     go = _require_tooling()
     build_dir.mkdir(parents=True, exist_ok=True)
     binary = build_dir / name
-    newest = _newest_source_mtime(REPO_ROOT / "conformance" / name)
+    newest = max(
+        _newest_source_mtime(REPO_ROOT / "conformance" / src) for src in (name, *SHARED_GO_PACKAGES)
+    )
     with (build_dir / "build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not binary.exists() or binary.stat().st_mtime < newest:
