@@ -13,9 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from iotstore.accounts.models import Account
 from iotstore.errors import IotstoreError
 from iotstore.snaps.models import Snap
 from iotstore.snaps.services import Publishing, revision_dict, snap_dict
@@ -31,6 +29,7 @@ from ._charts import bar_chart, progress_bar
 from ._deps import FormDep, SnapRegister, SnapReview, SnapView
 from ._render import HTML_PAGE as _HTML
 from ._render import granted, parse, redirect, refused, reject, render
+from ._stores import _accounts
 
 __all__ = ["router"]
 
@@ -87,11 +86,7 @@ def review_page(ctx: SnapReview, store_id: str) -> HTMLResponse:
 
 
 def _names(ctx: RequestContext, ids: set[str]) -> dict[str, str]:
-    ids.discard("")
-    if not ids:
-        return {}
-    rows = ctx.session.scalars(select(Account).where(Account.id.in_(sorted(ids))))
-    return {a.id: a.email for a in rows}
+    return {k: a.email for k, a in _accounts(ctx, ids - {""}).items()}
 
 
 def _channel_chart(pub: Publishing, snap: Snap) -> dict[str, Any] | None:
