@@ -8,6 +8,7 @@ from .engine import (
     SqlDatabase,
     make_engine,
     sqlite_url,
+    translated_errors,
 )
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "TimestampMixin",
     "make_engine",
     "sqlite_url",
+    "translated_errors",
     "utcnow",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "SqlDatabase",
     "make_engine",
     "sqlite_url",
+    "translated_errors",
 ]
 
 
@@ -85,6 +86,23 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Turn SQLAlchemy's errors raised in the block into this layer's errors.
+
+    Raises :class:`ConflictError` (integrity), :class:`InvalidDataError` (a value
+    the database refused) or :class:`DatabaseError` (anything else).
+    """
+    try:
+        yield
+    except IntegrityError as e:
+        raise ConflictError("the change conflicts with the current state; retry") from e
+    except DataError as e:
+        raise InvalidDataError(f"the database refused a value: {type(e.orig).__name__}") from e
+    except SQLAlchemyError as e:
+        raise DatabaseError(f"database error: {type(e).__name__}") from e
+
+
 class SqlDatabase:
     """An engine and its session factory."""
 
@@ -106,17 +124,11 @@ class SqlDatabase:
         """
         session = self._sessions()
         try:
-            with session.begin():
+            with translated_errors(), session.begin():
                 if not write:
                     # procure the connection now so the begin hook sees the option
                     session.connection(execution_options={_READ_ONLY: True})
                 yield session
-        except IntegrityError as e:
-            raise ConflictError("the change conflicts with the current state; retry") from e
-        except DataError as e:
-            raise InvalidDataError(f"the database refused a value: {type(e.orig).__name__}") from e
-        except SQLAlchemyError as e:
-            raise DatabaseError(f"database error: {type(e).__name__}") from e
         finally:
             session.close()
 

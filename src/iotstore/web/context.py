@@ -26,7 +26,6 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from sqlalchemy import event
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.responses import StreamingResponse
 from starlette.routing import BaseRoute
@@ -37,7 +36,7 @@ from iotstore.accounts.models import Account
 from iotstore.accounts.services import AccountService
 from iotstore.accounts.tokens import TokenService, VerifiedToken
 from iotstore.assertdb import trust_database
-from iotstore.db import ConflictError, DatabaseError, InvalidDataError
+from iotstore.db import translated_errors
 from iotstore.deployment import Deployment
 from iotstore.keystore import KeyStoreError, TransactionKeys
 from iotstore.stores.audit import Actor, AuditLog
@@ -143,14 +142,8 @@ class RequestContext:
         """
         if not self.session.in_transaction():
             return
-        try:
+        with translated_errors():
             self.session.commit()
-        except IntegrityError as e:
-            raise ConflictError("the change conflicts with the current state; retry") from e
-        except DataError as e:
-            raise InvalidDataError(f"the database refused a value: {type(e.orig).__name__}") from e
-        except SQLAlchemyError as e:
-            raise DatabaseError(f"database error: {type(e).__name__}") from e
 
 
 def _keystore_step(step: Callable[[], None]) -> None:
