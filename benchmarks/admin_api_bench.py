@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import re
 import shutil
@@ -38,6 +39,7 @@ from iotstore.stores.models import Membership, Store
 from iotstore.web import create_app
 
 from ._timing import run_async
+from .vault_bench import serve_process
 
 ROLES = ("admin", "publisher", "reviewer", "viewer")
 
@@ -89,26 +91,17 @@ def populate(deployment: Deployment, brand_id: str, stores: int, memberships: in
 def server(data_dir: Path, port: int, workers: int) -> Iterator[str]:
     """``iotstore serve`` in a subprocess, ready when it answers."""
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "iotstore", "serve", "--data-dir", str(data_dir),
-         "--port", str(port), "--workers", str(workers), "--no-demo"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
+    args = [
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-demo",
+    ]
+    with serve_process(args, dict(os.environ), url, data_dir / "serve.log"):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def load(url: str, token: str, seconds: float, connections: int) -> tuple[float, float]:
