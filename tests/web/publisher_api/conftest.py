@@ -40,10 +40,6 @@ class PublisherServer(LiveServer):
         self._args = (data_dir, database_url, log_path)
         super().__init__(data_dir, database_url, log_path)
 
-    def _wait_ready(self, timeout: float = 120.0) -> None:
-        # start-up imports the whole app: on a loaded shared machine that can take long
-        super()._wait_ready(timeout)
-
     def restarted(self) -> PublisherServer:
         """A new server on the same data directory, database and environment."""
         return PublisherServer(*self._args, self._env)
