@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,6 +46,14 @@ class VerifiedToken:
     stores: frozenset[str] | None
     permissions: frozenset[str] | None
     expires_at: datetime | None
+
+    def carries(self, permission: str) -> bool:
+        """Whether the permission caveats leave ``permission`` to this token."""
+        return self.permissions is None or permission in self.permissions
+
+    def reaches(self, store_chain: Iterable[str]) -> bool:
+        """Whether the store caveats name a store of ``store_chain`` (a store and its ancestors)."""
+        return self.stores is None or any(s in self.stores for s in store_chain)
 
 
 def token_dict(token: ApiToken) -> dict[str, Any]:

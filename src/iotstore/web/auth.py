@@ -9,7 +9,7 @@ fails for any route that does not declare one.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -22,7 +22,7 @@ from iotstore.stores.permissions import ACCOUNT_PERMISSIONS, Permission
 from .context import Principal, RequestContext, request_context
 from .publisher_api import _macaroons as u1_macaroons
 
-__all__ = ["CSRF_HEADER", "SESSION_COOKIE", "authenticate", "authorize", "require"]
+__all__ = ["CSRF_HEADER", "SESSION_COOKIE", "authenticate", "authorize", "require", "store_chain"]
 
 SESSION_COOKIE = "iotstore_session"
 CSRF_HEADER = "x-csrf-token"
@@ -76,10 +76,13 @@ def authenticate(ctx: RequestContext) -> Principal:
     return Principal()
 
 
-def _store_allowed_by_token(ctx: RequestContext, allowed: frozenset[str], store_id: str) -> bool:
-    if store_id in allowed:
-        return True
-    return any(s.id in allowed for s in ctx.stores.ancestors(store_id))
+def store_chain(ctx: RequestContext, store_id: str) -> Iterator[str]:
+    """``store_id``, then its ancestors' ids: what a token's store caveat may name.
+
+    Lazy, so a token naming the store itself costs no lookup of its parents.
+    """
+    yield store_id
+    yield from ctx.stores.ancestor_ids(store_id)
 
 
 def authorize(ctx: RequestContext, permission: Permission, store_id: str | None) -> None:
@@ -91,7 +94,7 @@ def authorize(ctx: RequestContext, permission: Permission, store_id: str | None)
     if account is None:
         raise Unauthenticated("sign in or send a token")
     token = principal.token
-    if token is not None and token.permissions is not None and permission not in token.permissions:
+    if token is not None and not token.carries(permission):
         raise Forbidden(f"this token does not carry the {permission.value} permission")
     if permission in ACCOUNT_PERMISSIONS:
         return
@@ -106,11 +109,7 @@ def authorize(ctx: RequestContext, permission: Permission, store_id: str | None)
     if not granted:
         # no role at all: do not reveal that the store exists
         raise NotFound(f"no store {store_id!r}")
-    if (
-        token is not None
-        and token.stores is not None
-        and not _store_allowed_by_token(ctx, token.stores, store.id)
-    ):
+    if token is not None and not token.reaches(store_chain(ctx, store.id)):
         raise Forbidden("this token is restricted to other stores")
     if permission not in granted:
         raise Forbidden(f"your roles in {store_id!r} do not include {permission.value}")

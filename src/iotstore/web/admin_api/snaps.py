@@ -29,7 +29,7 @@ from iotstore.snaps.services import (
 from iotstore.stores.permissions import Permission
 
 from .._publishing import publishing
-from ..auth import authenticate, authorize, require
+from ..auth import authenticate, authorize, require, store_chain
 from ..context import RequestContext, request_context
 from ..publisher_api._uploads import ID_PREFIX as STORAGE_ID_PREFIX
 from ..publisher_api._uploads import open_upload_id
@@ -58,13 +58,8 @@ def require_snap(permission: Permission) -> Callable[..., Any]:
             snap_ref = request.path_params.get("snap_id")
             if account is None or store_id is None or snap_ref is None:
                 raise
-            if token is not None and (
-                (token.permissions is not None and permission not in token.permissions)
-                or (
-                    token.stores is not None
-                    and not {store_id, *(s.id for s in ctx.stores.ancestors(store_id))}
-                    & token.stores
-                )
+            if token is not None and not (
+                token.carries(permission) and token.reaches(store_chain(ctx, store_id))
             ):
                 raise
             if permission not in collaborator_permissions(

@@ -149,8 +149,8 @@ def granted(ctx: RequestContext, store_id: str) -> frozenset[Permission]:
         return frozenset()
     permissions = ctx.memberships.permissions(account.id, store_id)
     token = ctx.principal.token
-    if token is not None and token.permissions is not None:
-        permissions = frozenset(p for p in permissions if p.value in token.permissions)
+    if token is not None:
+        permissions = frozenset(p for p in permissions if token.carries(p))
     return permissions
 
 

@@ -34,7 +34,7 @@ from iotstore.snaps.services import Publishing
 from iotstore.stores.permissions import Permission, Role
 
 from .._publishing import publishing
-from ..auth import authorize, require
+from ..auth import authorize, require, store_chain
 from ..context import RequestContext
 from ._uploads import open_upload_id
 from .sso import login_restrictions
@@ -108,12 +108,10 @@ def authorize_snap(
     pub.snaps.check(ctx.actor, snap, permission)  # 404 when it may not even see the snap
     token = ctx.principal.token
     if token is not None:
-        if token.permissions is not None and permission.value not in token.permissions:
+        if not token.carries(permission):
             raise Forbidden(f"this token does not carry the {permission.value} permission")
-        if token.stores is not None:
-            chain = {snap.store_id} | {s.id for s in ctx.stores.ancestors(snap.store_id)}
-            if not chain & token.stores:
-                raise Forbidden("this token is restricted to other stores")
+        if not token.reaches(store_chain(ctx, snap.store_id)):
+            raise Forbidden("this token is restricted to other stores")
     packages = login_restrictions(ctx).get("packages")
     if packages and snap.name not in packages:
         raise Forbidden(f"this login is restricted to the snaps {', '.join(packages)}")
