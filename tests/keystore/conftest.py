@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from iotstore.keystore import (
     EncryptedKeyStore,
     KeyStore,
+    LayeredKeyStore,
     MasterKey,
     MemoryKeyStore,
     PKCS11KeyStore,
@@ -126,6 +127,8 @@ def softhsm_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHSMTok
 BACKENDS = [
     pytest.param("memory", id="memory"),
     pytest.param("encrypted", id="encrypted-sqlite"),
+    # new keys in the first store, and the second empty: it must behave as one store
+    pytest.param("layered", id="layered-memory"),
     pytest.param("pkcs11", id="pkcs11-softhsm", marks=pytest.mark.hsm),
 ]
 
@@ -135,6 +138,8 @@ def keystore(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyStor
     """Each :class:`KeyStore` implementation in turn, empty and private to the test."""
     if request.param == "memory":
         yield MemoryKeyStore()
+    elif request.param == "layered":
+        yield LayeredKeyStore(MemoryKeyStore(), MemoryKeyStore())
     elif request.param == "encrypted":
         with contextlib.closing(SqliteKeyRecords(tmp_path / "keys.db")) as records:
             store = EncryptedKeyStore(records, MasterKey.generate())
@@ -152,6 +157,7 @@ def backend_name(keystore: KeyStore) -> str:
     """The ``KeyInfo.backend`` value the current store reports."""
     return {
         MemoryKeyStore: "memory",
+        LayeredKeyStore: "memory",
         EncryptedKeyStore: "encrypted",
         PKCS11KeyStore: "pkcs11",
     }[type(keystore)]

@@ -30,24 +30,24 @@ class LayeredKeyStore:
     """A :class:`KeyStore` over ``primary`` (new keys) and ``fallback`` (keys made before)."""
 
     def __init__(self, primary: KeyStore, fallback: KeyStore) -> None:
-        self.primary = primary
-        self.fallback = fallback
+        self._primary = primary
+        self._fallback = fallback
 
     def _holder(self, name: str) -> KeyStore:
-        return self.primary if _holds(self.primary, name) else self.fallback
+        return self._primary if _holds(self._primary, name) else self._fallback
 
     def generate(self, name: str, bits: int = 4096) -> KeyInfo:
         """Generate key ``name`` in the primary store; see :meth:`KeyStore.generate`."""
         self._refuse_fallback_name(name)
-        return self.primary.generate(name, bits)
+        return self._primary.generate(name, bits)
 
     def import_pem(self, name: str, pem: bytes, password: bytes | None = None) -> KeyInfo:
         """Import key ``name`` into the primary store; see :meth:`KeyStore.import_pem`."""
         self._refuse_fallback_name(name)
-        return self.primary.import_pem(name, pem, password)
+        return self._primary.import_pem(name, pem, password)
 
     def _refuse_fallback_name(self, name: str) -> None:
-        if _holds(self.fallback, name):
+        if _holds(self._fallback, name):
             raise KeyExists(f'a key named "{name}" already exists')
 
     def get(self, name: str) -> KeyInfo:
@@ -57,13 +57,13 @@ class LayeredKeyStore:
     def find_by_id(self, key_id: str) -> KeyInfo:
         """The key with snapd key id ``key_id`` from whichever store holds it."""
         try:
-            return self.primary.find_by_id(key_id)
+            return self._primary.find_by_id(key_id)
         except KeyNotFound:
-            return self.fallback.find_by_id(key_id)
+            return self._fallback.find_by_id(key_id)
 
     def list(self) -> builtins.list[KeyInfo]:
         """Every key of both stores, sorted by name."""
-        return sorted([*self.primary.list(), *self.fallback.list()], key=lambda k: k.name)
+        return sorted([*self._primary.list(), *self._fallback.list()], key=lambda k: k.name)
 
     def signer(self, name: str) -> PrivateKey:
         """A signer from whichever store holds ``name``."""
@@ -84,9 +84,9 @@ class LayeredKeyStore:
     def close(self) -> None:
         """Close both stores."""
         try:
-            self.primary.close()
+            self._primary.close()
         finally:
-            self.fallback.close()
+            self._fallback.close()
 
     def __repr__(self) -> str:
-        return f"LayeredKeyStore(primary={self.primary!r}, fallback={self.fallback!r})"
+        return f"LayeredKeyStore(primary={self._primary!r}, fallback={self._fallback!r})"
