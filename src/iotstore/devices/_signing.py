@@ -143,6 +143,11 @@ class SigningCache:
         self._entries: OrderedDict[tuple[object, ...], Signing] = OrderedDict()
         self._lock = threading.Lock()
 
+    def peek(self, enrolled: Enrolment) -> Signing | None:
+        """The cached material for ``enrolled`` if there is some; never loads."""
+        with self._lock:
+            return self._entries.get(enrolled.cache_key)
+
     def get(self, enrolled: Enrolment, trust: asserts.Database, keystore: KeyStore) -> Signing:
         """The cached material for ``enrolled``, loaded through ``trust`` on a miss."""
         key = enrolled.cache_key

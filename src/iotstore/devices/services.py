@@ -10,6 +10,7 @@ transaction, after signing: a killed process leaves no half-recorded serial.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import re
@@ -67,7 +68,14 @@ from .models import (
     SigningLogEntry,
 )
 
-__all__ = ["NONCE_LIFETIME", "Registration", "VaultService", "model_dict"]
+__all__ = [
+    "NONCE_LIFETIME",
+    "Registration",
+    "SerialPlan",
+    "VaultService",
+    "model_dict",
+    "sign_serial",
+]
 
 NONCE_LIFETIME = timedelta(minutes=10)
 RELEASED = "released"  # device-key id of a serial freed for re-provisioning
@@ -94,6 +102,11 @@ _CONSUME_REQUEST_ID = (
         _requests.expires_at > bindparam("now"),
     )
     .values(used_at=bindparam("now"))
+)
+_USABLE_REQUEST_ID = select(_requests.id).where(
+    _requests.id == bindparam("request_id"),
+    _requests.used_at.is_(None),
+    _requests.expires_at > bindparam("now"),
 )
 # Un-consume and extend a request-id whose signing was postponed (202: snapd retries it).
 _POSTPONE_REQUEST_ID = (
@@ -153,6 +166,49 @@ class Registration:
     def stream(self) -> bytes:
         """Serial, then the signer's account-key and account."""
         return asserts.encode_stream([self.serial, *self.chain])
+
+
+@dataclass(frozen=True, slots=True)
+class SerialPlan:
+    """A registration that passed every check: what to sign, and for which device row.
+
+    Made in a read-only transaction; signed outside any transaction (RSA holds
+    no database lock); recorded by :meth:`VaultService.record_registration`.
+    """
+
+    enrolled: Enrolment
+    signing: Signing
+    request: asserts.SerialRequest
+    serial: str
+    device_id: int | None  # the device row seen (None: a new device)
+    revision: int  # the serial's revision for that row
+    retry: Registration | None = None  # the same key asked again: its stored serial
+
+
+def sign_serial(plan: SerialPlan) -> asserts.Serial | None:
+    """The serial ``plan`` asks for, signed now (None for a retry, which signs nothing).
+
+    Touches no database: call it outside any transaction. Raises the key store's
+    errors (HSMError, KeyStorageError: transient; KeyDisabled).
+    """
+    if plan.retry is not None:
+        return None
+    enrolled, signing, request = plan.enrolled, plan.signing, plan.request
+    assert signing.signer is not None  # checked by VaultService._decide
+    headers: dict[str, object] = {
+        "authority-id": enrolled.brand_id,
+        "brand-id": enrolled.brand_id,
+        "model": enrolled.model,
+        "serial": plan.serial,
+        "device-key": request.device_key.encoded,
+        "device-key-sha3-384": request.device_key.id,
+        "timestamp": asserts.format_time(utcnow()),
+    }
+    if plan.revision:
+        headers["revision"] = str(plan.revision)
+    signed = asserts.sign("serial", headers, signing.signer)
+    assert isinstance(signed, asserts.Serial)
+    return signed
 
 
 class VaultService:
@@ -478,20 +534,44 @@ class VaultService:
         if consumed != 1:
             raise InvalidNonce("request-id is invalid, expired or already used")
 
+    def _check_request_id(self, request_id: str) -> None:
+        # The read-only twin of _consume_request_id: refuse a spent nonce before
+        # spending a signature on it (the write transaction consumes it for real).
+        usable = None
+        if len(request_id) <= 64:
+            usable = (
+                self._session.connection()
+                .execute(_USABLE_REQUEST_ID, {"request_id": request_id, "now": utcnow()})
+                .first()
+            )
+        if usable is None:
+            raise InvalidNonce("request-id is invalid, expired or already used")
+
     def register(self, api_key: str | None, data: bytes, address: str | None) -> Registration:
-        """Turn a device's serial-request (+ model) stream into a signed serial."""
+        """Turn a device's serial-request (+ model) stream into a signed serial, in one transaction.
+
+        The web edge runs the same three steps in three transactions instead
+        (:meth:`check_registration` reading, :func:`sign_serial` in none,
+        :meth:`record_registration` writing), so no write lock is held while RSA runs.
+        """
+        try:
+            plan = self.check_registration(api_key, data)
+            signed = sign_serial(plan)
+        except _TRANSIENT_KEYSTORE_ERRORS as e:
+            raise self.postpone_request(data, e) from e
+        return self.record_registration(plan, signed, address)
+
+    def check_registration(self, api_key: str | None, data: bytes) -> SerialPlan:
+        """Every check of a registration that needs no write; raises the 4xx a device gets.
+
+        Raises the key store's transient errors (HSMError, KeyStorageError) when the
+        serial key cannot be loaded: the caller answers with :meth:`postpone_request`.
+        """
         enrolled = self._enrolment(api_key)
         if len(data) > MAX_SERIAL_STREAM:
             raise InvalidSerialRequest("the request is too large")
-        try:
-            members = list(asserts.decode_stream(data))
-        except asserts.DecodeError as e:
-            raise InvalidSerialRequest(f"cannot decode the request: {e}") from e
-        if not members or not isinstance(members[0], asserts.SerialRequest):
-            raise InvalidSerialRequest("the stream must start with a serial-request")
-        request = members[0]
-        if len(members) > 2:
-            raise InvalidSerialRequest("re-registration (remodelling) is not supported yet")
+        cached = signing_cache(self._keystore).peek(enrolled)
+        request, sent = _decode_serial_request(data, cached.model if cached else None)
         try:
             asserts.verify_signature(request, request.device_key)
         except asserts.SignatureError as e:
@@ -503,14 +583,9 @@ class VaultService:
                 f"this API key is for {enrolled.brand_id}/{enrolled.model}, not "
                 f"{request.brand_id}/{request.model}"
             )
-        try:
-            signing = signing_cache(self._keystore).get(enrolled, self._trust, self._keystore)
-        except _TRANSIENT_KEYSTORE_ERRORS as e:
-            self._consume_request_id(request.request_id)  # a used or unknown one is refused
-            raise self._postpone(request.request_id, e) from e
+        signing = signing_cache(self._keystore).get(enrolled, self._trust, self._keystore)
         model = signing.model
-        if len(members) == 2:
-            sent = members[1]
+        if sent is not None and sent is not model:
             if not isinstance(sent, asserts.Model) or (sent.brand_id, sent.model) != (
                 model.brand_id,
                 model.model,
@@ -521,11 +596,51 @@ class VaultService:
                     self._trust.check(sent)
                 except asserts.AssertsError as e:
                     raise InvalidSerialRequest(f"the model does not verify: {e}") from e
-        self._consume_request_id(request.request_id)
+        self._check_request_id(request.request_id)
         serial = request.serial or _serial_from_body(request.body) or str(uuid.uuid4())
         _check_serial(serial)
         self._check_allowed(enrolled, serial, request.device_key.id)
-        return self._issue(enrolled, signing, request, serial, address)
+        plan = SerialPlan(enrolled, signing, request, serial, None, 0)
+        decided = self._decide(plan, self._find_device(plan))
+        if isinstance(decided, Registration):
+            return dataclasses.replace(plan, retry=decided)
+        revision, device_id = decided
+        return dataclasses.replace(plan, device_id=device_id, revision=revision)
+
+    def record_registration(
+        self, plan: SerialPlan, signed: asserts.Serial | None, address: str | None
+    ) -> Registration:
+        """Consume the request-id and record ``signed`` (signed from ``plan``), or refuse.
+
+        The device's row is read again here, in the writing transaction: when a
+        concurrent registration changed it since :meth:`check_registration`, the
+        decision is taken again on what is there now and a signature made for
+        the old state is not used (the device gets the same answer as if it had
+        come second in one transaction).
+        """
+        self._consume_request_id(plan.request.request_id)
+        decided = self._decide(plan, self._find_device(plan))
+        if isinstance(decided, Registration):
+            return decided
+        revision, device_id = decided
+        if signed is None or revision != plan.revision or device_id != plan.device_id:
+            # the row changed under us (released, or bound meanwhile): sign for what is there
+            try:
+                signed = sign_serial(dataclasses.replace(plan, revision=revision, retry=None))
+            except _TRANSIENT_KEYSTORE_ERRORS as e:
+                raise self._postpone(plan.request.request_id, e) from e
+            assert signed is not None  # retry=None: sign_serial signs
+        return self._issue(plan, signed, device_id, address)
+
+    def postpone_request(self, data: bytes, cause: Exception) -> SigningPending:
+        """Keep the stream's request-id usable for snapd's 202 retry (see :meth:`_postpone`).
+
+        Consumes it first, so an unknown or spent request-id is refused (InvalidNonce)
+        rather than revived.
+        """
+        request, _ = _decode_serial_request(data)
+        self._consume_request_id(request.request_id)
+        return self._postpone(request.request_id, cause)
 
     def _check_allowed(self, model: Enrolment, serial: str, key_id: str) -> None:
         if model.open_enrolment and not model.require_key_allowlist:
@@ -541,24 +656,20 @@ class VaultService:
         if (model.require_key_allowlist or allowed_key) and allowed_key != key_id:
             raise NotPreauthorised("this device key is not pre-authorised for that serial")
 
-    def _issue(
-        self,
-        model: Enrolment,
-        signing: Signing,
-        request: asserts.SerialRequest,
-        serial: str,
-        address: str | None,
-    ) -> Registration:
-        # Columns, not ORM objects: the hot path builds no identity map (see the benchmark).
-        connection = self._session.connection()
-        device = connection.execute(
-            _FIND_DEVICE, {"brand_id": model.brand_id, "model": model.model, "serial": serial}
-        ).first()
+    def _find_device(self, plan: SerialPlan) -> Any:
+        # Columns, not ORM objects: the hot path builds no identity map.
+        enrolled = plan.enrolled
+        values = {"brand_id": enrolled.brand_id, "model": enrolled.model, "serial": plan.serial}
+        return self._session.connection().execute(_FIND_DEVICE, values).first()
+
+    def _decide(self, plan: SerialPlan, device: Any) -> Registration | tuple[int, int | None]:
+        """What the device's row says: a retry's stored serial, or (revision, row id) to sign."""
+        model, serial = plan.enrolled, plan.serial
         revision = 0
         if device is not None:
             if device.blocked:
                 raise DeviceBlocked(f"device {serial!r} is blocked")
-            if device.device_key_id == request.device_key.id:
+            if device.device_key_id == plan.request.device_key.id:
                 # a device retrying after a lost answer: same serial, same bytes
                 existing = self._trust.find("serial", (model.brand_id, model.model, serial))
                 assert isinstance(existing, asserts.Serial)
@@ -569,31 +680,24 @@ class VaultService:
                     "can release it"
                 )
             revision = device.serial_revision + 1
+        signing = plan.signing
         if signing.signer is None or signing.account_key is None:
             raise ModelNotFound(
                 f"model {model.brand_id}/{model.model} has no active serial signing key"
             )
-        now = utcnow()
-        if not signing.account_key.validity.contains(now):
+        if not signing.account_key.validity.contains(utcnow()):
             raise ModelNotFound(
                 f"the serial key of {model.brand_id}/{model.model} is not valid now"
             )
-        headers: dict[str, object] = {
-            "authority-id": model.brand_id,
-            "brand-id": model.brand_id,
-            "model": model.model,
-            "serial": serial,
-            "device-key": request.device_key.encoded,
-            "device-key-sha3-384": request.device_key.id,
-            "timestamp": asserts.format_time(now),
-        }
-        if revision:
-            headers["revision"] = str(revision)
-        try:
-            signed = asserts.sign("serial", headers, signing.signer)
-        except _TRANSIENT_KEYSTORE_ERRORS as e:
-            raise self._postpone(request.request_id, e) from e
-        assert isinstance(signed, asserts.Serial)
+        return revision, None if device is None else int(device.id)
+
+    def _issue(
+        self, plan: SerialPlan, signed: asserts.Serial, device_id: int | None, address: str | None
+    ) -> Registration:
+        model, serial, signing = plan.enrolled, plan.serial, plan.signing
+        assert signing.account_key is not None
+        connection = self._session.connection()
+        now = utcnow()
         # Stored without Database.add's re-check: the serial was signed a moment ago
         # by the active key, whose account-key (cached, revision-checked) is valid
         # now, and the authority is the brand. The revision follows the device row;
@@ -610,8 +714,9 @@ class VaultService:
                 "created_at": now,
             },
         )
-        key_id = request.device_key.id
-        if device is None:
+        key_id = plan.request.device_key.id
+        revision = signed.revision
+        if device_id is None:
             connection.execute(
                 _INSERT_DEVICE,
                 {
@@ -623,7 +728,7 @@ class VaultService:
         else:
             connection.execute(
                 _REBIND_DEVICE,
-                {"device_id": device.id, "new_key_id": key_id, "new_revision": revision},
+                {"device_id": device_id, "new_key_id": key_id, "new_revision": revision},
             )
         connection.execute(
             _INSERT_LOG_ENTRY,
@@ -818,3 +923,30 @@ def _serial_from_body(body: bytes) -> str | None:
     # Canonical's vault convention: the gadget puts "serial: X" in registration.body
     match = _BODY_SERIAL_RE.search(body.decode("utf-8", "replace"))
     return match.group(1) if match else None
+
+
+def _decode_serial_request(
+    data: bytes, expected_model: asserts.Model | None = None
+) -> tuple[asserts.SerialRequest, asserts.Assertion | None]:
+    """The stream's serial-request and the model sent after it (None: none sent).
+
+    snapd sends the serial-request then the model, written by the encoder whose
+    bytes :func:`asserts.encode_stream` reproduces: when the stream is exactly
+    that with ``expected_model`` (the cached current model), the model is not
+    decoded again. Any other stream is decoded in full.
+    """
+    try:
+        if expected_model is not None:
+            first = next(asserts.decode_stream(data), None)
+            if isinstance(first, asserts.SerialRequest) and data == asserts.encode_stream(
+                [first, expected_model]
+            ):
+                return first, expected_model
+        members = list(asserts.decode_stream(data))
+    except asserts.DecodeError as e:
+        raise InvalidSerialRequest(f"cannot decode the request: {e}") from e
+    if not members or not isinstance(members[0], asserts.SerialRequest):
+        raise InvalidSerialRequest("the stream must start with a serial-request")
+    if len(members) > 2:
+        raise InvalidSerialRequest("re-registration (remodelling) is not supported yet")
+    return members[0], members[1] if len(members) == 2 else None

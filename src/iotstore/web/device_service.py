@@ -3,28 +3,79 @@
 snapd sends the gadget's ``device-service.headers`` (our ``api-key``) on both
 calls; it reads error text only from ``application/json`` bodies, and
 retries 5xx, so every refusal here is a 4xx with a message.
+
+``request-id`` and ``serial`` are the vault's hot path, served lean: their
+routes still declare their permission (``require(Permission.PUBLIC)``: the
+permission matrix reads it) and document the API, but :class:`LeanRoute`
+serves them with a plain Starlette handler, without FastAPI's dependency
+solving and validation or the per-request context. The API key inside the
+protocol is the device's credential (no account is involved), and a
+registration opens its own short transactions (:func:`register_device`):
+checks in a read, RSA in none, then one short write, so concurrent
+registrations never queue on SQLite's write lock while a serial is signed.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from iotstore import asserts
+from iotstore.accounts.brands import BrandService
+from iotstore.assertdb import trust_database
+from iotstore.db import SqlDatabase
+from iotstore.deployment import Deployment
 from iotstore.devices.errors import SigningPending
-from iotstore.devices.services import VaultService
+from iotstore.devices.services import Registration, VaultService, sign_serial
+from iotstore.keystore import HSMError, KeyStorageError
+from iotstore.stores.audit import AuditLog
 from iotstore.stores.permissions import Permission
 
 from .auth import require
 from .context import RequestContext
 
-__all__ = ["PREFIX", "router", "vault_service"]
+__all__ = ["PREFIX", "LeanRoute", "register_device", "router", "vault_service"]
 
 PREFIX = "/serial-vault/v1"
-router = APIRouter(prefix=PREFIX, tags=["device service"])
+
+# Key-store faults that may pass (token unplugged, key database locked): the
+# device is told to post the same request again later (202), not to start over.
+_TRANSIENT_KEYSTORE_ERRORS = (HSMError, KeyStorageError)
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+_LEAN = "_iotstore_lean_handler"
+
+
+class LeanRoute(APIRoute):
+    """An API route served by its endpoint's lean handler when it names one.
+
+    The endpoint keeps its FastAPI signature for the permission it declares and
+    for the OpenAPI document; requests go straight to the handler (a Starlette
+    ``Request -> Response`` coroutine), which must enforce that permission itself.
+    """
+
+    def get_route_handler(self) -> Handler:
+        """The endpoint's lean handler, else FastAPI's own."""
+        lean: Handler | None = getattr(self.endpoint, _LEAN, None)
+        return lean if lean is not None else super().get_route_handler()
+
+
+def _served_by(handler: Handler) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def mark(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(endpoint, _LEAN, handler)  # functools.wraps carries it onto wrappers
+        return endpoint
+
+    return mark
+
+
+router = APIRouter(prefix=PREFIX, tags=["device service"], route_class=LeanRoute)
 
 # The device service authenticates devices by API key inside the protocol.
 Device = Annotated[RequestContext, Depends(require(Permission.PUBLIC))]
@@ -38,29 +89,76 @@ def vault_service(ctx: RequestContext) -> VaultService:
     return VaultService(ctx.session, ctx.deployment.keystore, ctx.brands, ctx.trust, ctx.audit)
 
 
-@router.post("/request-id", response_class=JSONResponse)
-def request_id(ctx: Device, api_key: ApiKeyHeader = None) -> JSONResponse:
-    """A fresh single-use request-id for the device's serial-request."""
-    # A Response, not a dict: FastAPI validates a sync endpoint's dict in the
-    # thread pool while the transaction (SQLite's write lock, a pooled
-    # connection) is still open; with the pool's threads all waiting for that
-    # lock, request bursts stalled until the database timeouts (503s).
-    return JSONResponse(
-        {"success": True, "message": "", "request-id": vault_service(ctx).new_request_id(api_key)}
-    )
+def _vault(deployment: Deployment, session: Session) -> VaultService:
+    # What vault_service builds, without the request context: the hot path signs
+    # with the deployment's key store and generates no keys.
+    trust = trust_database(session, deployment.root.trusted)
+    brands = BrandService(session, deployment.keystore, deployment.root, trust)
+    return VaultService(session, deployment.keystore, brands, trust, AuditLog(session))
 
 
-@router.post("/serial")
-async def serial(ctx: Device, request: Request, api_key: ApiKeyHeader = None) -> Response:
-    """Sign a serial for a serial-request (+ model) stream; answer serial, account-key, account."""
+def _new_request_id(deployment: Deployment, api_key: str | None) -> str:
+    with deployment.database.unit_of_work() as session:
+        return _vault(deployment, session).new_request_id(api_key)
+
+
+def register_device(
+    database: SqlDatabase,
+    vaults: Callable[[Session], VaultService],
+    api_key: str | None,
+    data: bytes,
+    address: str | None,
+) -> Registration:
+    """One serial registration in three steps; what it commits is all or nothing.
+
+    1. a read-only transaction runs every check (API key, stream, signature,
+       request-id, allow-list, the device's row); 2. the serial is signed in
+       no transaction; 3. one write transaction consumes the request-id, reads
+       the device's row again and records serial, device and signing-log
+       entry (:meth:`VaultService.record_registration`). Raises the vault's
+       4xx errors, and :class:`SigningPending` (committed: the request-id stays
+       usable) when the key store fails for now. ``vaults`` makes the vault
+       service over a transaction's session.
+    """
+    try:
+        with database.unit_of_work(write=False) as session:
+            plan = vaults(session).check_registration(api_key, data)
+        signed = sign_serial(plan)
+    except _TRANSIENT_KEYSTORE_ERRORS as e:
+        with database.unit_of_work() as session:
+            pending = vaults(session).postpone_request(data, e)
+        raise pending from e
+    postponed: SigningPending | None = None
+    with database.unit_of_work() as session:
+        try:
+            return vaults(session).record_registration(plan, signed, address)
+        except SigningPending as e:
+            postponed = e  # the request-id's new expiry is committed, nothing else
+    assert postponed is not None
+    raise postponed
+
+
+async def _request_id(request: Request) -> Response:
+    deployment: Deployment = request.app.state.deployment
+    # A blocking transaction (SQLite's write lock): in the thread pool, whole.
+    value = await run_in_threadpool(_new_request_id, deployment, request.headers.get("api-key"))
+    return JSONResponse({"success": True, "message": "", "request-id": value})
+
+
+async def _serial(request: Request) -> Response:
+    deployment: Deployment = request.app.state.deployment
     body = await request.body()
     client = request.client
-    # Signing and the database block: run them in the thread pool. On the event
-    # loop they stall every request, including the commits other registrations
-    # wait for (SQLite's write lock, the connection pool): 503s under load.
+    # Signing and the database block: in the thread pool, so the event loop
+    # keeps serving (BodyLimit caps the body; the vault refuses large streams).
     try:
         registration = await run_in_threadpool(
-            vault_service(ctx).register, api_key, body, client.host if client else None
+            register_device,
+            deployment.database,
+            functools.partial(_vault, deployment),
+            request.headers.get("api-key"),
+            body,
+            client.host if client else None,
         )
     except SigningPending as e:
         # 202: snapd keeps this serial-request and posts it again after 60 s, for as
@@ -70,6 +168,20 @@ async def serial(ctx: Device, request: Request, api_key: ApiKeyHeader = None) ->
             {"success": False, "error_code": e.code, "message": e.message}, status_code=202
         )
     return Response(registration.stream(), media_type=asserts.MEDIA_TYPE)
+
+
+@router.post("/request-id", response_class=JSONResponse)
+@_served_by(_request_id)
+def request_id(ctx: Device, api_key: ApiKeyHeader = None) -> JSONResponse:
+    """A fresh single-use request-id for the device's serial-request."""
+    raise AssertionError("served by _request_id (LeanRoute)")  # pragma: no cover
+
+
+@router.post("/serial")
+@_served_by(_serial)
+def serial(ctx: Device, api_key: ApiKeyHeader = None) -> Response:
+    """Sign a serial for a serial-request (+ model) stream; answer serial, account-key, account."""
+    raise AssertionError("served by _serial (LeanRoute)")  # pragma: no cover
 
 
 @router.get("/version")
