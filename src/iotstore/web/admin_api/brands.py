@@ -9,10 +9,10 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from iotstore.accounts.brands import brand_dict, brand_key_dict
-from iotstore.accounts.models import Brand
 from iotstore.errors import InvalidInput
 from iotstore.stores.permissions import Permission
 
+from .._brand_keys import brand_of_root_store, generate_brand_key, key_action, register_brand_key
 from ..auth import require
 from ..context import RequestContext
 from ._common import Body
@@ -22,13 +22,6 @@ router = APIRouter(prefix="/api/v1", tags=["brand"])
 View = Annotated[RequestContext, Depends(require(Permission.BRAND_VIEW))]
 Manage = Annotated[RequestContext, Depends(require(Permission.BRAND_KEYS_MANAGE))]
 MAX_REQUEST_ASSERTION = 64 * 1024
-
-
-def _brand(ctx: RequestContext, store_id: str) -> Brand:
-    store = ctx.stores.get(store_id)
-    if store.kind != "brand":
-        raise InvalidInput("brand keys are managed from the brand's root store", field="store")
-    return ctx.brands.get(store.brand_id)
 
 
 @router.get("/stores/{store_id}/brand")
@@ -41,7 +34,7 @@ def get_brand(ctx: View, store_id: str) -> dict[str, Any]:
 @router.get("/stores/{store_id}/brand/keys")
 def list_keys(ctx: View, store_id: str) -> dict[str, Any]:
     """The brand's signing keys."""
-    brand = _brand(ctx, store_id)
+    brand = brand_of_root_store(ctx, store_id)
     return {"items": [brand_key_dict(k) for k in ctx.brands.keys(brand.account_id)]}
 
 
@@ -55,13 +48,7 @@ class NewKey(Body):
 @router.post("/stores/{store_id}/brand/keys", status_code=201)
 def generate_key(ctx: Manage, store_id: str, body: NewKey) -> dict[str, Any]:
     """Generate a brand key in the key store and have the root certify it."""
-    brand = _brand(ctx, store_id)
-    key = ctx.brands.generate_key(brand.account_id, body.name, body.bits)
-    ctx.audit.record(
-        ctx.actor, "brand-key.generate", store_id=store_id, target=key.key_id,
-        after=brand_key_dict(key),
-    )  # fmt: skip
-    return brand_key_dict(key)
+    return brand_key_dict(generate_brand_key(ctx, store_id, body.name, body.bits))
 
 
 @router.post("/stores/{store_id}/brand/keys/register", status_code=201)
@@ -71,16 +58,7 @@ async def register_key(ctx: Manage, store_id: str, request: Request) -> dict[str
     if len(data) > MAX_REQUEST_ASSERTION:
         raise InvalidInput("the account-key-request is too large", field="body")
     # verifying and signing as the root, and SQL, block: off the event loop
-    return await run_in_threadpool(_register_key, ctx, store_id, data)
-
-
-def _register_key(ctx: RequestContext, store_id: str, data: bytes) -> dict[str, Any]:
-    brand = _brand(ctx, store_id)
-    key = ctx.brands.register_key(brand.account_id, data)
-    ctx.audit.record(
-        ctx.actor, "brand-key.register", store_id=store_id, target=key.key_id,
-        after=brand_key_dict(key),
-    )  # fmt: skip
+    key = await run_in_threadpool(register_brand_key, ctx, store_id, data)
     return brand_key_dict(key)
 
 
@@ -94,15 +72,7 @@ class KeyAction(Body):
 def _key_action(
     ctx: RequestContext, store_id: str, name: str, body: KeyAction, revoke: bool
 ) -> dict[str, Any]:
-    brand = _brand(ctx, store_id)
-    before = brand_key_dict(ctx.brands.key(brand.account_id, name))
-    act = ctx.brands.revoke_key if revoke else ctx.brands.disable_key
-    key = act(brand.account_id, name, body.confirm, body.force)
-    ctx.audit.record(
-        ctx.actor, f"brand-key.{'revoke' if revoke else 'disable'}", store_id=store_id,
-        target=key.key_id, before=before, after={**brand_key_dict(key), "forced": body.force},
-    )  # fmt: skip
-    return brand_key_dict(key)
+    return brand_key_dict(key_action(ctx, store_id, name, body.confirm, body.force, revoke))
 
 
 @router.post("/stores/{store_id}/brand/keys/{name}/disable")

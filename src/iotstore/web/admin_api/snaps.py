@@ -28,7 +28,7 @@ from iotstore.snaps.services import (
 )
 from iotstore.stores.permissions import Permission
 
-from .._publishing import publishing
+from .._publishing import publishing, snap_in_store
 from ..auth import authenticate, authorize, require, store_chain
 from ..context import RequestContext, request_context
 from ..publisher_api._uploads import ID_PREFIX as STORAGE_ID_PREFIX
@@ -80,13 +80,6 @@ SnapCollaborators = Annotated[RequestContext, Depends(require_snap(Permission.SN
 SnapUpload = Annotated[RequestContext, Depends(require_snap(Permission.SNAP_UPLOAD))]
 SnapRelease = Annotated[RequestContext, Depends(require_snap(Permission.SNAP_RELEASE))]
 SnapReview = Annotated[RequestContext, Depends(require_snap(Permission.SNAP_REVIEW))]
-
-
-def _snap(ctx: RequestContext, store_id: str, ref: str) -> tuple[Publishing, Snap]:
-    pub = publishing(ctx)
-    snap = pub.snaps.in_store(store_id, ref)
-    pub.snaps.check(ctx.actor, snap, Permission.SNAP_VIEW)
-    return pub, snap
 
 
 def _collaborator(c: Collaborator) -> dict[str, Any]:
@@ -146,7 +139,7 @@ def register_snap(ctx: Register, store_id: str, body: NewSnap) -> dict[str, Any]
 @router.get("/snaps/{snap_id}")
 def get_snap(ctx: SnapView, store_id: str, snap_id: str) -> dict[str, Any]:
     """One snap, its tracks and what the caller may do on it."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     account = ctx.principal.account
     granted = pub.snaps.permissions(account.id, snap) if account else frozenset()
     return {
@@ -162,7 +155,7 @@ def get_snap(ctx: SnapView, store_id: str, snap_id: str) -> dict[str, Any]:
 @router.get("/snaps/{snap_id}/collaborators")
 def list_collaborators(ctx: SnapView, store_id: str, snap_id: str) -> dict[str, Any]:
     """The snap's active collaborators."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     return {"items": [_collaborator(c) for c in pub.snaps.collaborators(snap)]}
 
 
@@ -183,7 +176,7 @@ def add_collaborator(
     ctx: SnapCollaborators, store_id: str, snap_id: str, body: NewCollaborator
 ) -> dict[str, Any]:
     """Let an account upload and release this snap (its publisher only)."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     return _collaborator(pub.snaps.add_collaborator(ctx.actor, snap, body.account_id))
 
 
@@ -192,7 +185,7 @@ def set_collaborators(
     ctx: SnapCollaborators, store_id: str, snap_id: str, body: CollaboratorSet
 ) -> dict[str, Any]:
     """Make the collaborators exactly this list."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     pub.snaps.set_collaborators(ctx.actor, snap, body.account_ids)
     return {"items": [_collaborator(c) for c in pub.snaps.collaborators(snap)]}
 
@@ -202,7 +195,7 @@ def remove_collaborator(
     ctx: SnapCollaborators, store_id: str, snap_id: str, account_id: str
 ) -> None:
     """Take the collaborator role on this snap away."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     pub.snaps.remove_collaborator(ctx.actor, snap, account_id)
 
 
@@ -214,7 +207,7 @@ def list_revisions(
     ctx: SnapView, store_id: str, snap_id: str, after: int = 0, limit: Limit = 100
 ) -> dict[str, Any]:
     """Revisions, newest first, with their review state and reasons."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     revs = pub.revisions.revisions(snap, after=max(after, 0), limit=limit)
     return page([revision_dict(r) for r in revs], str(revs[-1].revision) if revs else None, limit)
 
@@ -222,7 +215,7 @@ def list_revisions(
 @router.get("/snaps/{snap_id}/revisions/{revision}")
 def get_revision(ctx: SnapView, store_id: str, snap_id: str, revision: int) -> dict[str, Any]:
     """One revision."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     return revision_dict(pub.revisions.get(snap, revision))
 
 
@@ -237,7 +230,7 @@ class Push(Body):
 @router.post("/snaps/{snap_id}/revisions", status_code=201)
 def push_revision(ctx: SnapUpload, store_id: str, snap_id: str, body: Push) -> dict[str, Any]:
     """Run the automated checks on an upload and make it a revision (or say why not)."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     pub.snaps.check(ctx.actor, snap, Permission.SNAP_UPLOAD)
     upload_id = body.upload_id
     account = ctx.principal.account
@@ -277,7 +270,7 @@ def _reviewed(rev: Revision) -> dict[str, Any]:
 @router.post("/snaps/{snap_id}/revisions/{revision}/accept")
 def accept_revision(ctx: SnapReview, store_id: str, snap_id: str, revision: int) -> dict[str, Any]:
     """Accept a pending revision: it becomes releasable."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     return _reviewed(pub.revisions.accept(ctx.actor, snap, revision))
 
 
@@ -286,7 +279,7 @@ def reject_revision(
     ctx: SnapReview, store_id: str, snap_id: str, revision: int, body: Rejection
 ) -> dict[str, Any]:
     """Reject a pending revision with a reason; it can never be released."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     return _reviewed(pub.revisions.reject(ctx.actor, snap, revision, body.reason))
 
 
@@ -308,7 +301,7 @@ class DefaultTrack(Body):
 @router.post("/snaps/{snap_id}/tracks", status_code=201)
 def create_track(ctx: SnapRelease, store_id: str, snap_id: str, body: NewTrack) -> dict[str, Any]:
     """Create a track."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     pub.snaps.create_track(ctx.actor, snap, body.name)
     return {"tracks": pub.snaps.tracks(snap), "default-track": snap.default_track}
 
@@ -318,7 +311,7 @@ def set_default_track(
     ctx: SnapRelease, store_id: str, snap_id: str, body: DefaultTrack
 ) -> dict[str, Any]:
     """Set the snap's default track."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     pub.snaps.set_default_track(ctx.actor, snap, body.track)
     return {"tracks": pub.snaps.tracks(snap), "default-track": snap.default_track}
 
@@ -357,7 +350,7 @@ def _channel_map(pub: Publishing, snap: Snap) -> dict[str, Any]:
 @router.post("/snaps/{snap_id}/releases")
 def release(ctx: SnapRelease, store_id: str, snap_id: str, body: Release) -> dict[str, Any]:
     """Release a revision (each of its architectures) to one or more channels."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     pub.releases.release(
         ctx.actor,
         snap,
@@ -371,7 +364,7 @@ def release(ctx: SnapRelease, store_id: str, snap_id: str, body: Release) -> dic
 @router.post("/snaps/{snap_id}/close")
 def close_channels(ctx: SnapRelease, store_id: str, snap_id: str, body: Close) -> dict[str, Any]:
     """Close channels: devices on them follow the next more stable risk."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     closed = pub.releases.close(ctx.actor, snap, body.channels, body.architectures)
     return {"closed-channels": closed, **_channel_map(pub, snap)}
 
@@ -379,7 +372,7 @@ def close_channels(ctx: SnapRelease, store_id: str, snap_id: str, body: Close) -
 @router.post("/snaps/{snap_id}/progressive")
 def progressive(ctx: SnapRelease, store_id: str, snap_id: str, body: Progressive) -> dict[str, Any]:
     """Raise or lower, complete or abandon a progressive release."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     if body.action == "update":
         if body.percentage is None:
             raise SnapRuleViolation("update needs a percentage", field="percentage")

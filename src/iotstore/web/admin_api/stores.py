@@ -10,12 +10,13 @@ from fastapi.responses import PlainTextResponse
 from pydantic import Field
 from sqlalchemy import select
 
-from iotstore.errors import InvalidInput, NotFound
+from iotstore.errors import InvalidInput
 from iotstore.snaps.models import Snap
 from iotstore.stores.audit import entries_to_csv, entry_dict
 from iotstore.stores.permissions import Permission
 from iotstore.stores.services import store_dict
 
+from .._curation import include_snap
 from ..auth import require
 from ..context import RequestContext
 from ._common import After, Body, Limit, page
@@ -122,23 +123,10 @@ class SnapRef(Body):
     snap_id: str = Field(min_length=32, max_length=32, pattern=r"^[A-Za-z0-9]{32}$")
 
 
-def _offered_to(ctx: RequestContext, source_store_id: str) -> bool:
-    """Whether the caller may learn of the store's snaps: it allows inclusion, or is theirs."""
-    if ctx.stores.get(source_store_id).allow_inclusion:
-        return True
-    account = ctx.principal.account
-    return account is not None and bool(ctx.memberships.permissions(account.id, source_store_id))
-
-
 @router.post("/stores/{store_id}/includes", status_code=201)
 def include(ctx: Curate, store_id: str, body: SnapRef) -> dict[str, Any]:
     """Include a snap of a store that allows inclusion."""
-    snap = ctx.session.get(Snap, body.snap_id)
-    if snap is None or not _offered_to(ctx, snap.store_id):
-        # a snap of a store that neither offers it nor has the caller as a member is
-        # answered like an unknown one: the refusal would reveal where it lives
-        raise NotFound(f"no snap {body.snap_id!r}", field="snap-id")
-    ctx.stores.include(ctx.actor, store_id, snap.snap_id, snap.store_id)
+    snap = include_snap(ctx, store_id, body.snap_id, field="snap-id")
     return {"snap-id": snap.snap_id, "source-store-id": snap.store_id}
 
 

@@ -19,11 +19,11 @@ from iotstore.snaps.models import Snap
 from iotstore.snaps.services import Publishing, revision_dict, snap_dict
 from iotstore.stores.permissions import Permission
 
+from .._publishing import publishing, snap_in_store
 from ..admin_api.snaps import SnapCollaborators as OneSnapCollaborators
 from ..admin_api.snaps import SnapRelease as OneSnapRelease
 from ..admin_api.snaps import SnapReview as OneSnapReview
 from ..admin_api.snaps import SnapView as OneSnapView
-from ..admin_api.snaps import _snap, publishing
 from ..context import RequestContext
 from ._charts import bar_chart, progress_bar
 from ._deps import FormDep, SnapRegister, SnapReview, SnapView
@@ -116,7 +116,7 @@ def _channel_chart(pub: Publishing, snap: Snap) -> dict[str, Any] | None:
 def snap_page(ctx: OneSnapView, store_id: str, snap_id: str) -> HTMLResponse:
     """One snap: channel map with release controls, revisions, collaborators, history."""
     store = ctx.stores.get(store_id)
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     account = ctx.principal.account
     allowed = pub.snaps.permissions(account.id, snap) if account else frozenset()
     revisions = [revision_dict(r) for r in pub.revisions.revisions(snap, limit=100)]
@@ -151,7 +151,7 @@ def revision_page(ctx: OneSnapView, store_id: str, snap_id: str, revision: int) 
     """One revision: everything the admin API tells of it, the channels holding it, and the
     review controls while it waits for review."""
     store = ctx.stores.get(store_id)
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     rev = revision_dict(pub.revisions.get(snap, revision))
     account = ctx.principal.account
     allowed = pub.snaps.permissions(account.id, snap) if account else frozenset()
@@ -181,7 +181,7 @@ def add_collaborator(
     values = {"store_id": store_id, "snap_name": snap_id}
     body = parse(CollaboratorForm, form, ("email",), template, **values)
     try:
-        pub, snap = _snap(ctx, store_id, snap_id)
+        pub, snap = snap_in_store(ctx, store_id, snap_id)
         account = ctx.accounts.find_by_email(body.email)
         if account is None:
             raise reject(template, form, {"email": "no account has this email"}, **values)
@@ -198,7 +198,7 @@ def remove_collaborator(
     ctx: OneSnapCollaborators, store_id: str, snap_id: str, account_id: str
 ) -> Response:
     """Take the collaborator role on this snap away."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     pub.snaps.remove_collaborator(ctx.actor, snap, account_id)
     return redirect(f"/stores/{store_id}/snaps/{snap.name}")
 
@@ -209,7 +209,7 @@ def remove_collaborator(
 @router.post("/stores/{store_id}/snaps/{snap_id}/revisions/{revision}/accept", responses=_HTML)
 def accept_revision(ctx: OneSnapReview, store_id: str, snap_id: str, revision: int) -> Response:
     """Accept a pending revision: it becomes releasable."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     pub.revisions.accept(ctx.actor, snap, revision)
     return redirect(ctx.request.headers.get("hx-current-url") or f"/stores/{store_id}/review")
 
@@ -229,7 +229,7 @@ def reject_revision(
     values = {"store_id": store_id, "snap_name": snap_id, "revision": revision}
     body = parse(Rejection, form, ("reason",), template, **values)
     try:
-        pub, snap = _snap(ctx, store_id, snap_id)
+        pub, snap = snap_in_store(ctx, store_id, snap_id)
         pub.revisions.reject(ctx.actor, snap, revision, body.reason)
     except IotstoreError as e:
         raise refused(template, form, e, **values) from e
@@ -258,7 +258,7 @@ def release(ctx: OneSnapRelease, store_id: str, snap_id: str, form: FormDep) -> 
     values: dict[str, Any] = {"store_id": store_id, "snap_name": snap_id, "releasable": []}
     body = parse(ReleaseForm, form, ("revision", "channels", "percentage"), template, **values)
     try:
-        pub, snap = _snap(ctx, store_id, snap_id)
+        pub, snap = snap_in_store(ctx, store_id, snap_id)
         pub.releases.release(
             ctx.actor, snap, body.revision, _channels(body.channels),
             progressive_percentage=body.percentage,
@@ -284,7 +284,7 @@ def close_channel(ctx: OneSnapRelease, store_id: str, snap_id: str, form: FormDe
     if body.confirm != body.channel:
         raise reject(template, form, {"confirm": f"type {body.channel} to close it"}, **values)
     try:
-        pub, snap = _snap(ctx, store_id, snap_id)
+        pub, snap = snap_in_store(ctx, store_id, snap_id)
         pub.releases.close(ctx.actor, snap, [body.channel])
     except IotstoreError as e:
         raise refused(template, form, e, **values) from e
@@ -309,7 +309,7 @@ def progressive(ctx: OneSnapRelease, store_id: str, snap_id: str, form: FormDep)
     }  # fmt: skip
     body = parse(ProgressForm, form, ("channel", "action", "percentage"), template, **values)
     try:
-        pub, snap = _snap(ctx, store_id, snap_id)
+        pub, snap = snap_in_store(ctx, store_id, snap_id)
         if body.action == "update":
             if body.percentage is None:
                 raise reject(template, form, {"percentage": "give a percentage"}, **values)
@@ -338,7 +338,7 @@ def create_track(ctx: OneSnapRelease, store_id: str, snap_id: str, form: FormDep
     if not body.name:
         raise reject(template, form, {"name": "name the track"}, **values)
     try:
-        pub, snap = _snap(ctx, store_id, snap_id)
+        pub, snap = snap_in_store(ctx, store_id, snap_id)
         if body.name not in pub.snaps.tracks(snap):
             pub.snaps.create_track(ctx.actor, snap, body.name)
         if form.checked("default"):

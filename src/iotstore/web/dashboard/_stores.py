@@ -14,13 +14,13 @@ from sqlalchemy import select
 from iotstore.accounts.models import Account
 from iotstore.db import utcnow
 from iotstore.devices.models import RefreshHistoryEntry
-from iotstore.errors import IotstoreError, NotFound
+from iotstore.errors import IotstoreError
 from iotstore.snaps.models import Snap
 from iotstore.stores.audit import entry_dict
 from iotstore.stores.invitations import invitation_dict
 from iotstore.stores.permissions import STORE_ROLES, Permission
 
-from ..admin_api.stores import _offered_to
+from .._curation import include_snap
 from ..context import RequestContext
 from ..device_service import vault_service
 from ._account import invitation_service, store_forest
@@ -325,11 +325,7 @@ def include(ctx: Curate, store_id: str, form: FormDep) -> Response:
     values = {"action": f"/stores/{store_id}/includes", "label": "Include", "id": "include"}
     body = parse(SnapRef, form, ("snap_id",), template, **values)
     try:
-        snap = ctx.session.get(Snap, body.snap_id)
-        if snap is None or not _offered_to(ctx, snap.store_id):
-            # like the API: do not reveal where a snap lives that is not offered
-            raise NotFound(f"no snap {body.snap_id!r}", field="snap_id")
-        ctx.stores.include(ctx.actor, store_id, snap.snap_id, snap.store_id)
+        include_snap(ctx, store_id, body.snap_id, field="snap_id")
     except IotstoreError as e:
         raise refused(template, form, e, **values) from e
     return redirect(f"/stores/{store_id}/curation")

@@ -22,7 +22,7 @@ from iotstore.devices.services import VaultService, model_dict
 from iotstore.errors import InvalidInput, IotstoreError
 from iotstore.snaps.models import Snap
 
-from ..admin_api.brands import _brand
+from .._brand_keys import generate_brand_key, key_action, register_brand_key
 from ..context import RequestContext
 from ..device_service import PREFIX, vault_service
 from ._deps import BrandKeys, BrandView, DevicesManage, DevicesView, FormDep, Vault
@@ -65,14 +65,9 @@ def generate_key(ctx: BrandKeys, store_id: str, form: FormDep) -> Response:
     values = {"store_id": store_id, "bits": KEY_BITS}
     body = parse(NewKey, form, ("name", "bits"), template, **values)
     try:
-        brand = _brand(ctx, store_id)
-        key = ctx.brands.generate_key(brand.account_id, body.name, body.bits)
+        generate_brand_key(ctx, store_id, body.name, body.bits)
     except IotstoreError as e:
         raise refused(template, form, e, **values) from e
-    ctx.audit.record(
-        ctx.actor, "brand-key.generate", store_id=store_id, target=key.key_id,
-        after=brand_key_dict(key),
-    )  # fmt: skip
     return redirect(f"/stores/{store_id}/brand")
 
 
@@ -89,15 +84,10 @@ def register_key(ctx: BrandKeys, store_id: str, form: FormDep) -> Response:
     values = {"store_id": store_id}
     body = parse(KeyRequest, form, ("request",), template, **values)
     try:
-        brand = _brand(ctx, store_id)
-        key = ctx.brands.register_key(brand.account_id, body.request.encode())
+        register_brand_key(ctx, store_id, body.request.encode())
     except (IotstoreError, asserts.AssertsError) as e:
         error = e if isinstance(e, IotstoreError) else InvalidInput(str(e), field="request")
         raise refused(template, form, error, **values) from e
-    ctx.audit.record(
-        ctx.actor, "brand-key.register", store_id=store_id, target=key.key_id,
-        after=brand_key_dict(key),
-    )  # fmt: skip
     return redirect(f"/stores/{store_id}/brand")
 
 
@@ -116,16 +106,9 @@ def _key_action(
     body = parse(KeyAction, form, ("confirm",), template, **values)
     force = form.checked("force")
     try:
-        brand = _brand(ctx, store_id)
-        before = brand_key_dict(ctx.brands.key(brand.account_id, name))
-        act = ctx.brands.revoke_key if revoke else ctx.brands.disable_key
-        key = act(brand.account_id, name, body.confirm, force)
+        key_action(ctx, store_id, name, body.confirm, force, revoke)
     except IotstoreError as e:
         raise refused(template, form, e, **values) from e
-    ctx.audit.record(
-        ctx.actor, f"brand-key.{action}", store_id=store_id, target=key.key_id, before=before,
-        after={**brand_key_dict(key), "forced": force},
-    )  # fmt: skip
     return redirect(f"/stores/{store_id}/brand")
 
 
