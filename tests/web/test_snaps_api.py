@@ -109,6 +109,14 @@ def test_register_push_release_and_read_the_channel_map(shop: Shop) -> None:
         ("release", 2),
         ("release", 1),
     ]
+    older = shop.call(shop.publisher, "GET", f"/{name}/releases?limit=2")
+    rest = shop.call(shop.publisher, "GET", f"/{name}/releases?limit=2&after={older['next']}")
+    assert [h["action"] for h in older["items"] + rest["items"]] == [
+        "complete",
+        "release",
+        "release",
+    ]
+    assert rest["next"] is None
     closed = shop.call(shop.publisher, "POST", f"/{name}/close", {"channels": ["stable"]})
     assert closed["closed-channels"] == ["latest/stable"] and closed["channel-map"] == []
 
@@ -129,6 +137,15 @@ def test_review_queue_accept_and_reject(shop: Shop) -> None:
         f"/api/v1/stores/{shop.store}/review-queue", headers=shop.reviewer.headers
     ).json()["items"]
     assert [(q["name"], q["revision"]) for q in queue] == [(name, 1), (name, 2)]
+    # a page at a time: the cursor of a full page leads to the rest
+    first = shop.world.client.get(
+        f"/api/v1/stores/{shop.store}/review-queue?limit=1", headers=shop.reviewer.headers
+    ).json()
+    rest = shop.world.client.get(
+        f"/api/v1/stores/{shop.store}/review-queue?limit=1&after={first['next']}",
+        headers=shop.reviewer.headers,
+    ).json()
+    assert [q["revision"] for q in first["items"] + rest["items"]] == [1, 2]
     shop.call(shop.reviewer, "POST", f"/{name}/revisions/1/accept")
     rejected = shop.call(
         shop.reviewer, "POST", f"/{name}/revisions/2/reject", {"reason": "asks for too much"}

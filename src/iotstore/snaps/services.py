@@ -942,12 +942,17 @@ class RevisionService:
 
     # review
 
-    def review_queue(self, store_id: str, limit: int = 100) -> list[tuple[Snap, Revision]]:
-        """Revisions of the store's snaps waiting for a reviewer, oldest first."""
+    def review_queue(
+        self, store_id: str, limit: int = 100, *, after: int = 0
+    ) -> list[tuple[Snap, Revision]]:
+        """Revisions of the store's snaps waiting for a reviewer, oldest first
+        (``after``: the row id the previous page ended on)."""
         rows = self._session.execute(
             select(Snap, Revision)
             .join(Revision, Revision.snap_id == Snap.snap_id)
-            .where(Snap.store_id == store_id, Revision.status == "pending-review")
+            .where(
+                Snap.store_id == store_id, Revision.status == "pending-review", Revision.id > after
+            )
             .order_by(Revision.id)
             .limit(limit)
         ).all()
@@ -1308,16 +1313,13 @@ class ReleaseService:
             key=lambda e: (e.architecture, e.channel.track, e.channel.risk_level, e.channel.branch),
         )
 
-    def history(self, snap: Snap, *, limit: int = 1000) -> list[ReleaseEvent]:
-        """Every channel change, newest first."""
-        return list(
-            self._session.scalars(
-                select(ReleaseEvent)
-                .where(ReleaseEvent.snap_id == snap.snap_id)
-                .order_by(ReleaseEvent.id.desc())
-                .limit(limit)
-            )
-        )
+    def history(self, snap: Snap, *, limit: int = 1000, before: int = 0) -> list[ReleaseEvent]:
+        """Every channel change, newest first (``before``: the event id the previous page
+        ended on)."""
+        q = select(ReleaseEvent).where(ReleaseEvent.snap_id == snap.snap_id)
+        if before:
+            q = q.where(ReleaseEvent.id < before)
+        return list(self._session.scalars(q.order_by(ReleaseEvent.id.desc()).limit(limit)))
 
 
 # -- what devices get ---------------------------------------------------------------

@@ -251,10 +251,11 @@ def push_revision(ctx: SnapUpload, store_id: str, snap_id: str, body: Push) -> d
 
 
 @router.get("/review-queue")
-def review_queue(ctx: Review, store_id: str, limit: Limit = 100) -> dict[str, Any]:
-    """Revisions of the store's snaps waiting for a reviewer, oldest first."""
-    rows = publishing(ctx).revisions.review_queue(store_id, limit)
-    return {"items": [{"snap-id": s.snap_id, "name": s.name, **revision_dict(r)} for s, r in rows]}
+def review_queue(ctx: Review, store_id: str, after: int = 0, limit: Limit = 100) -> dict[str, Any]:
+    """Revisions of the store's snaps waiting for a reviewer, oldest first, a page at a time."""
+    rows = publishing(ctx).revisions.review_queue(store_id, limit, after=max(after, 0))
+    items = [{"snap-id": s.snap_id, "name": s.name, **revision_dict(r)} for s, r in rows]
+    return page(items, str(rows[-1][1].id) if rows else None, limit)
 
 
 class Rejection(Body):
@@ -387,14 +388,15 @@ def progressive(ctx: SnapRelease, store_id: str, snap_id: str, body: Progressive
 @router.get("/snaps/{snap_id}/channel-map")
 def channel_map(ctx: SnapView, store_id: str, snap_id: str) -> dict[str, Any]:
     """What each channel of each architecture holds now."""
-    pub, snap = _snap(ctx, store_id, snap_id)
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
     return _channel_map(pub, snap)
 
 
 @router.get("/snaps/{snap_id}/releases")
 def release_history(
-    ctx: SnapView, store_id: str, snap_id: str, limit: Limit = 500
+    ctx: SnapView, store_id: str, snap_id: str, after: int = 0, limit: Limit = 500
 ) -> dict[str, Any]:
-    """Every channel change, newest first."""
-    pub, snap = _snap(ctx, store_id, snap_id)
-    return {"items": [_event(e) for e in pub.releases.history(snap, limit=limit)]}
+    """Every channel change, newest first, a page at a time."""
+    pub, snap = snap_in_store(ctx, store_id, snap_id)
+    events = pub.releases.history(snap, limit=limit, before=max(after, 0))
+    return page([_event(e) for e in events], str(events[-1].id) if events else None, limit)
