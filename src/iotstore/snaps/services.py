@@ -18,6 +18,7 @@ upload and release, one of its collaborators (:meth:`SnapService.permissions`).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import secrets
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from iotstore import asserts
@@ -1432,6 +1433,32 @@ _REVISIONS_BY_ID = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A channel of a fallback chain and its (track, risk, branch) lookup key."""
+
+    channel: Channel
+    key: tuple[str, str, str]
+
+
+@functools.lru_cache(maxsize=1024)
+def _where_to_look(
+    tracking: str | None, default_track: str | None
+) -> tuple[tuple[_Candidate, ...], str | None] | None:
+    """The channels a device tracking ``tracking`` looks in, in order, and the
+    redirect-channel to answer (a snap's default track applies when no track is
+    named); None for a name that is no channel. Memoised: a fleet tracks few channels."""
+    # "2.0", "2.0/beta": a track is named; "beta", "beta/fix": the default applies
+    named_track = tracking is not None and tracking.split("/")[0] not in RISKS
+    try:
+        channel = parse_channel(tracking or "stable", default_track)
+    except ChannelError:
+        return None
+    redirect = channel.name if not named_track and default_track else None
+    chain = tuple(_Candidate(c, (c.track, c.risk, c.branch)) for c in fallback_chain(channel))
+    return chain, redirect
+
+
 def _resolved_row(
     key: str, row: Any, channel: Channel | None, redirect: str | None = None
 ) -> ResolvedRevision:
@@ -1469,6 +1496,13 @@ class ChannelResolver:
     def __init__(self, session: Session, clock: Callable[[], datetime] = utcnow) -> None:
         self._session = session
         self._clock = clock
+
+    def _core(self) -> Connection:
+        """The session's connection, for Core execution of the column-only statements
+        (plain rows, none of the ORM's result machinery); flushed first, as the ORM's
+        autoflush would."""
+        self._session.flush()
+        return self._session.connection()
 
     def lookup_names(
         self, names: Iterable[str], scope: CatalogueScope | None = None
@@ -1523,53 +1557,58 @@ class ChannelResolver:
         now = self._clock()
         snap_ids = sorted({r.snap_id for r in requests})
         default_tracks: dict[str, str | None] = {}
-        table: dict[tuple[str, Channel], Any] = {}
+        # (snap id, track, risk, branch) -> (architecture, revision id, revision,
+        # progressive percentage, previous revision id): tuples of strings hash fast
+        table: dict[tuple[str, str, str, str], tuple[str, int, int, float | None, int | None]] = {}
+        in_scope: dict[str, bool] = {}
         params = {"snap_ids": snap_ids, "architectures": [architecture, "all"]}
-        for row in self._session.execute(_CHANNELS_OF_SNAPS, params):
-            if scope is not None and not scope.contains(row.store_id, row.snap_id):
+        released = self._core().execute(_CHANNELS_OF_SNAPS, params).all()
+        for (snap_id, store_id, default_track, arch, track, risk, branch, expires_at,
+             percentage, revision_id, previous_id, revision) in released:  # fmt: skip
+            if scope is not None:
+                visible = in_scope.get(snap_id)
+                if visible is None:
+                    visible = in_scope[snap_id] = scope.contains(store_id, snap_id)
+                if not visible:
+                    continue
+            default_tracks[snap_id] = default_track
+            if expires_at is not None and expires_at <= now:
                 continue
-            default_tracks[row.snap_id] = row.default_track
-            if row.expires_at is not None and row.expires_at <= now:
-                continue
-            where = (row.snap_id, Channel(row.track, row.risk, row.branch))
+            where = (snap_id, track, risk, branch)
             # an architecture-specific release wins over an "all" one
-            if where not in table or row.architecture == architecture:
-                table[where] = row
+            if arch == architecture or where not in table:
+                table[where] = (arch, revision_id, revision, percentage, previous_id)
         chosen: dict[str, tuple[int, Channel, str | None]] = {}
         for request in requests:
             if request.revision is not None or request.snap_id not in default_tracks:
                 continue
-            default_track = default_tracks[request.snap_id]
-            # "2.0", "2.0/beta": a track is named; "beta", "beta/fix": the default applies
-            named_track = request.channel is not None and request.channel.split("/")[0] not in RISKS
-            try:
-                channel = parse_channel(request.channel or "stable", default_track)
-            except ChannelError:
-                continue
-            redirect = channel.name if not named_track and default_track else None
-            for candidate in fallback_chain(channel):
-                found = table.get((request.snap_id, candidate))
+            looks = _where_to_look(request.channel, default_tracks[request.snap_id])
+            if looks is None:
+                continue  # not a channel name: nothing is released there
+            candidates, redirect = looks
+            for candidate in candidates:
+                found = table.get((request.snap_id, *candidate.key))
                 if found is None:
                     continue
-                served: int | None = found.revision_id
-                if found.progressive_percentage is not None and (
-                    progressive_bucket(request.snap_id, found.revision, device_key)
-                    >= found.progressive_percentage
+                _, revision_id, revision, percentage, previous_id = found
+                served: int | None = revision_id
+                if percentage is not None and (
+                    progressive_bucket(request.snap_id, revision, device_key) >= percentage
                 ):
-                    served = found.previous_revision_id  # not chosen yet: the one before
+                    served = previous_id  # not chosen yet: the one before
                 if served is None:
                     continue
-                if served == found.revision_id and installed.get(request.key) == found.revision:
+                if served == revision_id and installed.get(request.key) == revision:
                     # what the device runs: readable by it (no epoch check), nothing to load
                     unchanged.add(request.key)
                 else:
-                    chosen[request.key] = (served, candidate, redirect)
+                    chosen[request.key] = (served, candidate.channel, redirect)
                 break
         out: dict[str, ResolvedRevision] = {}
         if chosen:
-            rows = self._session.execute(
+            rows = self._core().execute(
                 _REVISIONS_BY_ID, {"ids": sorted({rid for rid, _, _ in chosen.values()})}
-            ).all()
+            )
             by_id = {row.revision_id: row for row in rows}
             epochs = {r.key: r.epoch for r in requests if r.epoch is not None}
             for key, (rid, channel, redirect) in chosen.items():

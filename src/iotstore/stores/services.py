@@ -9,14 +9,19 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Select,
     SQLColumnExpression,
     and_,
+    bindparam,
     false,
     func,
+    literal_column,
+    null,
     or_,
     select,
     union,
+    union_all,
 )
 from sqlalchemy.orm import Session, aliased
 
@@ -48,6 +53,26 @@ PATH_END = "~"
 def _under(path: SQLColumnExpression[str], prefix: SQLColumnExpression[str]) -> ColumnElement[bool]:
     """``path`` starts with ``prefix`` (both store paths), as an index range condition."""
     return and_(path >= prefix, path < prefix + PATH_END)
+
+
+# The catalogue's one statement, built once: the stores of a path (kind "s": parent id,
+# whether it offers its parent's catalogue) and their includes ("i") and excludes ("e").
+_CATALOGUE_ROWS: CompoundSelect[str, str, str | None, bool | None] = union_all(
+    select(
+        literal_column("'s'").label("kind"), Store.id, Store.parent_id.label("value"),
+        Store.offer_parent_catalogue.label("offers"),
+    ).where(Store.id.in_(bindparam("ids", expanding=True))),
+    select(
+        literal_column("'i'"), StoreInclude.store_id, StoreInclude.snap_id, null(),
+    ).where(StoreInclude.store_id.in_(bindparam("ids", expanding=True))),
+    select(
+        literal_column("'e'"), StoreExclude.store_id, StoreExclude.snap_id, null(),
+    ).where(StoreExclude.store_id.in_(bindparam("ids", expanding=True))),
+)  # fmt: skip
+_STORE_PATH = select(Store.path).where(Store.id == bindparam("id"))
+# store id -> the ids on its path, the store first (stores never move, so it never
+# changes; StoreService.catalogue still checks it against the rows it reads)
+_chain_memo: dict[str, tuple[str, ...]] = {}
 
 
 def store_dict(store: Store) -> dict[str, Any]:
@@ -233,28 +258,60 @@ class StoreService:
     # -- curation ------------------------------------------------------------------
 
     def catalogue(self, store_id: str) -> CatalogueScope:
-        """What the store's catalogue holds: own + included + inherited, less excluded."""
+        """What the store's catalogue holds: own + included + inherited, less excluded.
+
+        One statement (every device request asks this): the stores on the
+        store's path with their includes and excludes. The path comes from a
+        per-process memo (stores never move); the rows read back confirm it
+        (each store's parent is the next one on it), else it is read afresh.
+        """
+        chain = _chain_memo.get(store_id)
+        rows = self._catalogue_rows(chain, check=True) if chain is not None else None
+        if chain is None or rows is None:
+            path = self._session.scalar(_STORE_PATH, {"id": store_id})
+            if path is None:
+                raise StoreNotFound(f"no store {store_id!r}")
+            chain = tuple(path.split("/")[-2::-1])
+            rows = self._catalogue_rows(chain, check=False)
+            assert rows is not None
+            if len(_chain_memo) > 100_000:
+                _chain_memo.clear()
+            _chain_memo[store_id] = chain
+        offers, included, excluded = rows
         levels: list[CatalogueLevel] = []
         hidden: set[str] = set()
-        store: Store | None = self.get(store_id)
-        seen: set[str] = set()
-        while store is not None and store.id not in seen:
-            seen.add(store.id)
-            included = frozenset(
-                self._session.scalars(
-                    select(StoreInclude.snap_id).where(StoreInclude.store_id == store.id)
-                )
-            )
-            levels.append(CatalogueLevel(store.id, included, frozenset(hidden)))
-            if not store.offer_parent_catalogue or store.parent_id is None:
+        for sid in chain:
+            levels.append(CatalogueLevel(sid, frozenset(included.get(sid, ())), frozenset(hidden)))
+            if not offers.get(sid, False):
                 break
-            hidden |= set(
-                self._session.scalars(
-                    select(StoreExclude.snap_id).where(StoreExclude.store_id == store.id)
-                )
-            )
-            store = self._session.get(Store, store.parent_id)
+            hidden |= excluded.get(sid, set())
         return CatalogueScope(tuple(levels))
+
+    def _catalogue_rows(
+        self, chain: tuple[str, ...], *, check: bool
+    ) -> tuple[dict[str, bool], dict[str, set[str]], dict[str, set[str]]] | None:
+        """(offers parent catalogue, includes, excludes) of each store of ``chain``
+        (the store, then its parents, as its path names them). With ``check``, None
+        when the stores' parent links do not make that chain (a memo to refresh)."""
+        offers: dict[str, bool] = {}
+        parents: dict[str, str | None] = {}
+        included: dict[str, set[str]] = {}
+        excluded: dict[str, set[str]] = {}
+        # Core execution (plain rows; flushed first, as the ORM's autoflush would)
+        self._session.flush()
+        rows = self._session.connection().execute(_CATALOGUE_ROWS, {"ids": chain}).all()
+        for kind, sid, value, offer in rows:
+            if kind == "s":
+                parents[sid] = value
+                offers[sid] = bool(offer)
+            elif value is not None:  # a snap id: never NULL
+                (included if kind == "i" else excluded).setdefault(sid, set()).add(value)
+        links = zip(chain, [*chain[1:], None], strict=True)
+        if check and any(parents.get(sid, "") != parent for sid, parent in links):
+            return None
+        # the root offers no parent catalogue whatever its setting says
+        offers[chain[-1]] = False
+        return offers, included, excluded
 
     def _curation_row(
         self, table: type[_Curation], store_id: str, snap_id: str

@@ -480,3 +480,29 @@ def test_unchanged_refresh_reads_state_and_skips_the_inventory_write(
             seen.append(state.inventory.last_seen_at)
     # the second, identical refresh within SEEN_INTERVAL wrote nothing
     assert seen[0] == seen[1]
+
+
+def test_a_repeated_offer_is_recorded_once(
+    device: Device, hello: dict[str, Any], world: World
+) -> None:
+    # a device asking again with the same context (a held refresh, a retry) is offered the
+    # same revision: its history says so once, not once per request
+    body = {"context": [context(hello, hello["stable"], "latest/beta")],
+            "actions": [refresh(hello)]}  # fmt: skip
+    for _ in range(3):
+        (result,) = action(device, body).json()["results"]
+        assert result["snap"]["revision"] == hello["beta"]
+
+    def events() -> list[tuple[str, int]]:
+        with world.deployment.database.unit_of_work(write=False) as session:
+            rows = session.query(RefreshHistoryEntry).filter_by(serial=device.serial.serial)
+            return sorted((e.event, e.to_revision) for e in rows)
+
+    assert events() == [("installed", hello["stable"]), ("offered", hello["beta"])]
+    # what changes is recorded at once: it installed the offer
+    body = {"context": [context(hello, hello["beta"], "latest/beta")],
+            "actions": [refresh(hello)]}  # fmt: skip
+    assert action(device, body).status_code == 200
+    assert events() == [
+        ("installed", hello["stable"]), ("installed", hello["beta"]), ("offered", hello["beta"]),
+    ]  # fmt: skip

@@ -24,13 +24,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from iotstore import asserts
 from iotstore.accounts.models import Account, Brand
 from iotstore.deployment import Deployment
 from iotstore.devices.errors import DeviceBlocked
 from iotstore.devices.inventory import (
+    SEEN_INTERVAL,
     DeviceRef,
     InstalledSnap,
     InventoryService,
@@ -45,7 +45,15 @@ from iotstore.snaps.services import ChannelResolver, ResolvedRevision, ResolveRe
 from iotstore.stores.services import CatalogueScope
 
 from ..context import RequestContext
-from ._common import Caller, DeviceRead, caller_of, json_response, parse_json_object, require_store
+from ._common import (
+    Caller,
+    DeviceCallDep,
+    DeviceRead,
+    caller_of,
+    json_response,
+    parse_json_object,
+    require_store,
+)
 from .assertions import AssertionNotFound, Lookup, find_assertion, stream_url
 from .downloads import download_url
 
@@ -515,7 +523,11 @@ def _snap_action(
     write = False
     if caller.device is not None:
         device = _device_ref(caller)
-        write = InventoryService.needs_write(inventory, device, installed, offers)
+        write = InventoryService.needs_write(inventory, device, installed, offers) and not (
+            offers
+            and not InventoryService.needs_write(inventory, device, installed, [])
+            and _offered_recently(device, installed, offers)
+        )
     return _Answer({"results": results, "error-list": []}, installed, offers, write)
 
 
@@ -542,18 +554,56 @@ def _refresh(ctx: RequestContext, body_bytes: bytes) -> tuple[Caller, _Answer]:
 def _record(deployment: Deployment, caller: Caller, answer: _Answer) -> None:
     with deployment.database.unit_of_work() as session:
         InventoryService(session).record(_device_ref(caller), answer.installed, answer.offers)
+    _offers_recorded(_device_ref(caller), answer)
+
+
+# What each device was last offered, remembered by this process: a device asking again
+# with the same context within SEEN_INTERVAL (a held refresh, `snap refresh --list` in a
+# loop, a retry) is offered the same revisions, and another history row would say nothing
+# new; its inventory row is throttled the same way (InventoryService.needs_write). Another
+# process, or this one after a restart, records the offer once more: harmless.
+_RECENT_OFFERS_MAX = 100_000
+_recent_offers: dict[DeviceRef, tuple[float, tuple[Offer, ...], tuple[InstalledSnap, ...]]] = {}
+_recent_lock = threading.Lock()
+
+
+def _offers_recorded(device: DeviceRef, answer: _Answer) -> None:
+    entry = (time.monotonic(), tuple(answer.offers), tuple(sorted(answer.installed)))
+    with _recent_lock:
+        if len(_recent_offers) >= _RECENT_OFFERS_MAX:
+            _recent_offers.clear()
+        _recent_offers[device] = entry
+
+
+def _offered_recently(
+    device: DeviceRef, installed: list[InstalledSnap], offers: list[Offer]
+) -> bool:
+    hit = _recent_offers.get(device)
+    if hit is None:
+        return False
+    at, offered, context = hit
+    return (
+        time.monotonic() - at < SEEN_INTERVAL.total_seconds()
+        and offered == tuple(offers)
+        and context == tuple(sorted(installed))
+    )
 
 
 @router.post("/v2/snaps/refresh")
-async def refresh(ctx: DeviceRead, request: Request) -> Response:
-    """snapd's snap action: install, download, refresh and fetch-assertions in one request."""
-    body = await request.body()
-    caller, answer = await run_in_threadpool(_refresh, ctx, body)
+def refresh(call: DeviceCallDep) -> Response:
+    """snapd's snap action: install, download, refresh and fetch-assertions in one request.
+
+    The whole request runs in the one worker thread of a sync endpoint: the
+    answer in a read-only unit of work, then, only when something changed, the
+    device's inventory in its own short writing one.
+    """
+    with call.read() as ctx:
+        caller, answer = _refresh(ctx, call.body)
     if answer.write_inventory:
         # after the read: the answer never waits on another device's inventory write for
         # long, and a failed inventory write must not fail the device's refresh
         try:
-            await run_in_threadpool(_record, ctx.deployment, caller, answer)
+            _record(call.deployment, caller, answer)
         except Exception:  # inventory is best effort: logged, never fatal to the refresh
             log.warning("inventory write failed", exc_info=True)
     return json_response(answer.body)
