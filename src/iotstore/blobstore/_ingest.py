@@ -1,33 +1,36 @@
 """Streaming an upload into a store: size limit, SHA3-384, and writes off the event loop.
 
-Each chunk is hashed on the event loop as it arrives, while it is hot in the
-cache, and kept by reference (not copied) in a batch; a full batch (a list of
-chunks, or one buffer for S3 parts) goes to one worker thread that hands it to
-the backend's :class:`Sink` (a vectored file write, an S3 part upload), so disk
-and network waits never block the loop and overlap with hashing. hashlib
-releases the GIL while it hashes, so the writer thread runs meanwhile.
+The event loop only counts and batches: each chunk is kept by reference (not
+copied) in a batch, and a full batch (a list of chunks, or one buffer for S3
+parts) goes to two worker threads at once: one feeds it to SHA3-384, the
+other hands it to the backend's :class:`Sink` (a vectored file write, an S3
+part upload). hashlib and the writes release the GIL, so hashing (the one
+step that must see every byte in order, and the slowest) runs on one core
+without pause while the loop, the socket reads and the writes share the
+other; disk and network waits never block the loop.
 
-What was measured (benchmarks/blobstore_bench.py and variants of it, 2 cores,
-a noisy shared machine): copying chunks into one buffer on the loop costs
-about 10 %, a thread hop per 1 MiB another 10 % (hence 4 MiB batches), a
-writer queue of one batch instead of two about 30 %. Hashing in a second
-worker thread measured slower (its GIL re-acquisitions wait behind the busy
-loop), though that comparison predates the checkpoints below.
+What was measured (benchmarks/upload_bench.py, per-thread CPU of the server
+and perf, 2 cores): hashing on the loop, in slices with checkpoints between,
+held the loop for 4.3 s per GiB on top of its own 1.5 s (receiving, multipart
+parsing, batching), all of it on one core: at best 0.7 of raw hashing. In its
+own thread the hash runs beside that work. Earlier measurements, before the
+loop did so little: copying chunks into one buffer on the loop costs about
+10 %, a thread hop per 1 MiB another 10 % (hence 4 MiB batches), a writer
+queue of one batch instead of two about 30 %.
 
-The loop passes a checkpoint after every 256 KiB hashed (about a
-millisecond), even when the chunks never make it wait (a fast client, a
-generator): other requests run, and the writer task hands the next batch to
-its thread as soon as the last is written instead of when the loop next
-blocks, which was worth a third of the throughput. Chunks under 16 KiB are
-coalesced, so a client sending tiny chunks cannot make a batch a list of
-millions of objects. Memory in flight is bounded by about
-``(depth + 2) * batch_size`` plus ``_READ_AHEAD + 2`` chunks: the batch being
-filled, the one the writer holds, ``depth`` queued, and the chunks read ahead.
+Chunks under 16 KiB are coalesced, so a client sending tiny chunks cannot
+make a batch a list of millions of objects. The hasher and the writer each
+get their own list of a batch (S3's writer empties its list) but share the
+chunks, and each lags at most ``depth + 1`` batches behind the loop, so
+memory in flight is bounded by about ``(depth + 2) * batch_size`` plus
+``_READ_AHEAD + 2`` chunks: the batch being filled, ``depth`` queued and one
+in a thread, and the chunks read ahead.
 
-A reader task pulls ``chunks`` ahead of the hash (two chunks): behind granian
-a chunk is read from the socket (in granian's threads) only once it is asked
-for, so asking only after hashing the last one serialised the two. The reader
-checks the size limit too, so it never pulls a chunk past the one crossing it.
+A reader task pulls ``chunks`` ahead of the loop's batching (two chunks):
+behind granian a chunk is read from the socket (in granian's threads) only
+once it is asked for, so asking only after handling the last one serialised
+the two. The reader checks the size limit too, so it never pulls a chunk
+past the one crossing it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import Protocol
 
 import anyio
-import anyio.lowlevel
+import anyio.to_thread
 from anyio import CancelScope
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -49,11 +52,9 @@ from .errors import BlobTooLarge
 __all__ = ["Parts", "Sink", "ingest", "ingest_file", "joined"]
 
 Parts = list[bytes | bytearray]
-_HASH_SLICE = 256 << 10  # about 1 ms of SHA3-384: the longest the loop is held
-_CHECKPOINT_EVERY = 256 << 10  # measured: every 4 MiB (one batch) was 25 % slower
 _SMALL = 16 << 10  # chunks below this are copied together rather than kept one by one
 _COALESCED = 64 << 10
-_READ_AHEAD = 2  # chunks asked for ahead of the hash (granian's are about 400 KiB)
+_READ_AHEAD = 2  # chunks asked for ahead of the batching (granian's are about 400 KiB)
 
 
 class Sink(Protocol):
@@ -227,14 +228,21 @@ async def ingest(
     read_failures: list[Exception] = []
     host_error: Exception | None = None
     batcher = _Batcher(batch_size, contiguous=contiguous)
-    since_checkpoint = 0
+
+    def hash_parts(parts: Parts) -> None:
+        # batches come in order, one thread at a time (one consumer task awaits each)
+        for part in parts:
+            hasher.update(part)
+
     try:
         write_tx, write_rx = anyio.create_memory_object_stream[Parts](depth)
+        hash_tx, hash_rx = anyio.create_memory_object_stream[Parts](depth)
         read_tx, read_rx = anyio.create_memory_object_stream[bytes](_READ_AHEAD)
         async with anyio.create_task_group() as tg:
+            tg.start_soon(_consume, hash_rx, hash_parts, failures, tg.cancel_scope)
             tg.start_soon(_consume, write_rx, sink.write, failures, tg.cancel_scope)
             tg.start_soon(_read_ahead, chunks, read_tx, read_failures, max_size)
-            async with write_tx, read_rx:
+            async with write_tx, hash_tx, read_rx:
                 try:
                     while True:
                         try:
@@ -243,24 +251,16 @@ async def ingest(
                             break
                         if read_failures:
                             # the reader failed (over the limit, a broken upload): the
-                            # chunks it took before are not worth hashing any more
+                            # chunks it took before are not worth storing any more
                             raise read_failures[0]
                         size += len(chunk)
                         if size > max_size:
                             raise BlobTooLarge(max_size)
-                        view = memoryview(chunk)
-                        for start in range(0, len(view), _HASH_SLICE):
-                            hasher.update(view[start : start + _HASH_SLICE])
-                            since_checkpoint += min(_HASH_SLICE, len(view) - start)
-                            if since_checkpoint >= _CHECKPOINT_EVERY:
-                                # let the writer task hand out the next batch, the reader
-                                # ask for the next chunk (and other requests run) even when
-                                # the chunks never make us wait
-                                since_checkpoint = 0
-                                await anyio.lowlevel.checkpoint()
-                        del view
                         for batch in batcher.add(chunk):
+                            # the hash first: it is the slowest step, never left waiting
+                            await hash_tx.send(list(batch))
                             await write_tx.send(batch)
+                            del batch
                         del chunk
                     if read_failures:
                         # what ``chunks`` raised, after the chunks before it were taken
@@ -269,12 +269,14 @@ async def ingest(
                     # raising here would come out wrapped in an ExceptionGroup
                     host_error = e
                     tg.cancel_scope.cancel()
-        # a writer's failure cancels the host, so it is the cause when both are set
+        # a worker's failure cancels the host, so it is the cause when both are set
         if failures:
             raise failures[0]
         if host_error is not None:
             raise host_error
-        await _in_thread(sink.commit, batcher.take())
+        last = batcher.take()
+        await _in_thread(hash_parts, list(last))
+        await _in_thread(sink.commit, last)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(sink.abort)

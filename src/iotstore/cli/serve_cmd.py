@@ -22,6 +22,7 @@ def serve(
     # imported here, not at the top: the web app, the database and the server cost every
     # other command seconds of start-up
     from granian.constants import Interfaces  # noqa: PLC0415
+    from granian.http import HTTP1Settings  # noqa: PLC0415
     from granian.server import Server  # noqa: PLC0415
 
     from iotstore.demo import seed_demo  # noqa: PLC0415
@@ -50,4 +51,8 @@ def serve(
         factory=True,
         workers=workers,
         log_access=False,
+        # snap uploads arrive in chunks of up to this size (hyper's default is 408 KiB):
+        # measured per GiB, the event loop's CPU 1.3 s -> 0.7 s, granian's 0.6 s -> 0.4 s (4 MiB
+        # saved no more and held 47 MiB instead of 29 MiB during a 1 GiB upload)
+        http1_settings=HTTP1Settings(max_buffer_size=2 << 20),
     ).serve()

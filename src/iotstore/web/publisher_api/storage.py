@@ -109,7 +109,9 @@ class _Form:
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._in_file:
-            self.pending.append(data[start:end])
+            # a chunk in the middle of the file is all file bytes: kept as it is, not copied
+            whole = start == 0 and end == len(data) and type(data) is bytes
+            self.pending.append(data if whole else data[start:end])
 
     def _part_end(self) -> None:
         self._in_file = False
