@@ -514,6 +514,21 @@ def test_device_service_refusals_have_snapds_shape(
     assert version.status_code == 200 and version.json()["version"] == "1"
 
 
+def test_lean_device_service_paths_keep_routing_and_limits(brand: Brand, world: World) -> None:
+    # request-id and serial skip the router (LeanPaths) for POST only: other
+    # methods are still routed, and the app's body limit still applies first
+    client = brand.client
+    for path in ("request-id", "serial"):
+        assert client.get(f"{VAULT}/{path}").status_code == 405
+    limit = world.app.state.settings.max_body_bytes
+    over = client.post(
+        f"{VAULT}/serial", content=b"x" * (limit + 1),
+        headers={"Content-Type": asserts.MEDIA_TYPE},
+    )  # fmt: skip
+    assert over.status_code == 413
+    assert over.json()["success"] is False  # snapd's shape
+
+
 def test_serial_signing_postponed_with_202_while_the_key_store_is_unavailable(
     world: World, device_key: asserts.RSAPrivateKey
 ) -> None:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, func, literal, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import InstrumentedAttribute
 
 from iotstore import asserts
 from iotstore.accounts.models import BrandKey
@@ -110,9 +111,9 @@ _ENROLMENT = (
 )
 
 
-def enrolment(session: Session, key_hash: str) -> tuple[bool, Enrolment] | None:
+def enrolment(connection: Connection, key_hash: str) -> tuple[bool, Enrolment] | None:
     """(revoked, enrolment) of the API key with ``key_hash``, or None when there is none."""
-    row = session.connection().execute(_ENROLMENT, {"key_hash": key_hash}).first()
+    row = connection.execute(_ENROLMENT, {"key_hash": key_hash}).first()
     if row is None:
         return None
     values: tuple[Any, ...] = tuple(row)

@@ -27,12 +27,14 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     or_,
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from iotstore import asserts
@@ -103,11 +105,6 @@ _CONSUME_REQUEST_ID = (
     )
     .values(used_at=bindparam("now"))
 )
-_USABLE_REQUEST_ID = select(_requests.id).where(
-    _requests.id == bindparam("request_id"),
-    _requests.used_at.is_(None),
-    _requests.expires_at > bindparam("now"),
-)
 # Un-consume and extend a request-id whose signing was postponed (202: snapd retries it).
 _POSTPONE_REQUEST_ID = (
     update(_table(RequestId))
@@ -125,6 +122,28 @@ _FIND_DEVICE = select(
     _devices.model == bindparam("model"),
     _devices.serial == bindparam("serial"),
 )
+_THE_DEVICE = and_(
+    _devices.brand_id == bindparam("brand_id"),
+    _devices.model == bindparam("model"),
+    _devices.serial == bindparam("serial"),
+)
+# The read-only twin of _CONSUME_REQUEST_ID (a spent nonce is refused before a
+# signature is spent on it) and the device row, in one statement: scalar
+# subqueries on unique indexes; ``id`` is NULL for a new device.
+_REGISTRATION_STATE = select(
+    exists()
+    .where(
+        _requests.id == bindparam("request_id"),
+        _requests.used_at.is_(None),
+        _requests.expires_at > bindparam("now"),
+    )
+    .label("usable"),
+    *(
+        select(column).where(_THE_DEVICE).scalar_subquery().label(column.name)
+        for column in (_devices.id, _devices.device_key_id, _devices.serial_revision,
+                       _devices.blocked)
+    ),
+)  # fmt: skip
 _INSERT_DEVICE = insert(_table(Device))
 _REBIND_DEVICE = (
     update(_table(Device))
@@ -501,9 +520,9 @@ class VaultService:
 
     def new_request_id(self, api_key: str | None) -> str:
         """A fresh single-use request-id (the API key must be valid)."""
-        self._enrolment(api_key)
-        now = utcnow()
         connection = self._session.connection()
+        self._enrolment(api_key, connection)
+        now = utcnow()
         # expired ids go on each call (as Canonical's vault does): one indexed DELETE
         connection.execute(_SWEEP_REQUEST_IDS, {"now": now})
         value = secrets.token_urlsafe(32)
@@ -512,39 +531,28 @@ class VaultService:
         )
         return value
 
-    def _enrolment(self, api_key: str | None) -> Enrolment:
+    def _enrolment(self, api_key: str | None, connection: Connection | None = None) -> Enrolment:
         # One statement: the key, its model's policy, the active serial key and the
         # revisions the signing cache is keyed by (see _signing.py).
         if not api_key:
             raise InvalidApiKey("missing api-key header")
-        found = enrolment(self._session, _hash(api_key)) if len(api_key) <= 200 else None
+        if len(api_key) > 200:
+            raise InvalidApiKey("unknown or revoked API key")
+        found = enrolment(connection or self._session.connection(), _hash(api_key))
         if found is None or found[0]:
             raise InvalidApiKey("unknown or revoked API key")
         return found[1]
 
-    def _consume_request_id(self, request_id: str) -> None:
+    def _consume_request_id(self, request_id: str, connection: Connection | None = None) -> None:
         # One conditional UPDATE, not read-then-write: two registrations racing on
         # one request-id must not both see it unused (PostgreSQL, read committed).
         consumed = 0
         if len(request_id) <= 64:
-            result = self._session.connection().execute(
+            result = (connection or self._session.connection()).execute(
                 _CONSUME_REQUEST_ID, {"request_id": request_id, "now": utcnow()}
             )
             consumed = result.rowcount
         if consumed != 1:
-            raise InvalidNonce("request-id is invalid, expired or already used")
-
-    def _check_request_id(self, request_id: str) -> None:
-        # The read-only twin of _consume_request_id: refuse a spent nonce before
-        # spending a signature on it (the write transaction consumes it for real).
-        usable = None
-        if len(request_id) <= 64:
-            usable = (
-                self._session.connection()
-                .execute(_USABLE_REQUEST_ID, {"request_id": request_id, "now": utcnow()})
-                .first()
-            )
-        if usable is None:
             raise InvalidNonce("request-id is invalid, expired or already used")
 
     def register(self, api_key: str | None, data: bytes, address: str | None) -> Registration:
@@ -567,7 +575,8 @@ class VaultService:
         Raises the key store's transient errors (HSMError, KeyStorageError) when the
         serial key cannot be loaded: the caller answers with :meth:`postpone_request`.
         """
-        enrolled = self._enrolment(api_key)
+        connection = self._session.connection()
+        enrolled = self._enrolment(api_key, connection)
         if len(data) > MAX_SERIAL_STREAM:
             raise InvalidSerialRequest("the request is too large")
         cached = signing_cache(self._keystore).peek(enrolled)
@@ -596,12 +605,20 @@ class VaultService:
                     self._trust.check(sent)
                 except asserts.AssertsError as e:
                     raise InvalidSerialRequest(f"the model does not verify: {e}") from e
-        self._check_request_id(request.request_id)
         serial = request.serial or _serial_from_body(request.body) or str(uuid.uuid4())
+        # one statement: is the request-id usable, and the serial's device row (if any)
+        rid = request.request_id
+        state = connection.execute(
+            _REGISTRATION_STATE,
+            {"request_id": rid if len(rid) <= 64 else "", "now": utcnow(),
+             "brand_id": enrolled.brand_id, "model": enrolled.model, "serial": serial},
+        ).one()  # fmt: skip
+        if not state.usable:
+            raise InvalidNonce("request-id is invalid, expired or already used")
         _check_serial(serial)
-        self._check_allowed(enrolled, serial, request.device_key.id)
+        self._check_allowed(enrolled, serial, request.device_key.id, connection)
         plan = SerialPlan(enrolled, signing, request, serial, None, 0)
-        decided = self._decide(plan, self._find_device(plan))
+        decided = self._decide(plan, state if state.id is not None else None)
         if isinstance(decided, Registration):
             return dataclasses.replace(plan, retry=decided)
         revision, device_id = decided
@@ -618,8 +635,9 @@ class VaultService:
         the old state is not used (the device gets the same answer as if it had
         come second in one transaction).
         """
-        self._consume_request_id(plan.request.request_id)
-        decided = self._decide(plan, self._find_device(plan))
+        connection = self._session.connection()
+        self._consume_request_id(plan.request.request_id, connection)
+        decided = self._decide(plan, self._find_device(plan, connection))
         if isinstance(decided, Registration):
             return decided
         revision, device_id = decided
@@ -630,7 +648,7 @@ class VaultService:
             except _TRANSIENT_KEYSTORE_ERRORS as e:
                 raise self._postpone(plan.request.request_id, e) from e
             assert signed is not None  # retry=None: sign_serial signs
-        return self._issue(plan, signed, device_id, address)
+        return self._issue(plan, signed, device_id, address, connection)
 
     def postpone_request(self, data: bytes, cause: Exception) -> SigningPending:
         """Keep the stream's request-id usable for snapd's 202 retry (see :meth:`_postpone`).
@@ -642,25 +660,25 @@ class VaultService:
         self._consume_request_id(request.request_id)
         return self._postpone(request.request_id, cause)
 
-    def _check_allowed(self, model: Enrolment, serial: str, key_id: str) -> None:
+    def _check_allowed(
+        self, model: Enrolment, serial: str, key_id: str, connection: Connection
+    ) -> None:
         if model.open_enrolment and not model.require_key_allowlist:
             return
-        entry = (
-            self._session.connection()
-            .execute(_ALLOWED_KEY, {"model_id": model.model_id, "serial": serial})
-            .first()
-        )
+        entry = connection.execute(
+            _ALLOWED_KEY, {"model_id": model.model_id, "serial": serial}
+        ).first()
         if entry is None:
             raise NotPreauthorised(f"serial {serial!r} is not pre-authorised for this model")
         allowed_key = entry[0]
         if (model.require_key_allowlist or allowed_key) and allowed_key != key_id:
             raise NotPreauthorised("this device key is not pre-authorised for that serial")
 
-    def _find_device(self, plan: SerialPlan) -> Any:
+    def _find_device(self, plan: SerialPlan, connection: Connection) -> Any:
         # Columns, not ORM objects: the hot path builds no identity map.
         enrolled = plan.enrolled
         values = {"brand_id": enrolled.brand_id, "model": enrolled.model, "serial": plan.serial}
-        return self._session.connection().execute(_FIND_DEVICE, values).first()
+        return connection.execute(_FIND_DEVICE, values).first()
 
     def _decide(self, plan: SerialPlan, device: Any) -> Registration | tuple[int, int | None]:
         """What the device's row says: a retry's stored serial, or (revision, row id) to sign."""
@@ -692,11 +710,15 @@ class VaultService:
         return revision, None if device is None else int(device.id)
 
     def _issue(
-        self, plan: SerialPlan, signed: asserts.Serial, device_id: int | None, address: str | None
+        self,
+        plan: SerialPlan,
+        signed: asserts.Serial,
+        device_id: int | None,
+        address: str | None,
+        connection: Connection,
     ) -> Registration:
         model, serial, signing = plan.enrolled, plan.serial, plan.signing
         assert signing.account_key is not None
-        connection = self._session.connection()
         now = utcnow()
         # Stored without Database.add's re-check: the serial was signed a moment ago
         # by the active key, whose account-key (cached, revision-checked) is valid

@@ -46,6 +46,8 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
     app.state.deployment = deployment
     app.state.settings = settings
     install_error_handlers(app)
+    # first: routes are tried in order, and the snap action is the device store's hot path
+    app.include_router(device_api.snap_action_router)
     for module in (
         system,
         tokens,
@@ -65,6 +67,8 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
     ):
         app.include_router(module.router)
     install_dashboard(app)  # after the error handlers, which it wraps for browsers
+    # the vault's hot path skips routing (inside the body limit, added below)
+    app.add_middleware(device_service.LeanPaths, exception_handlers=app.exception_handlers)
     # the snap upload streams into the blob store under its own limit (max_snap_bytes)
     app.add_middleware(
         BodyLimit, limit=settings.max_body_bytes, exempt=(publisher_storage.UPLOAD_PATH,)

@@ -18,7 +18,7 @@ registrations never queue on SQLite's write lock while a serial is signed.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -26,6 +26,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.routing import request_response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotstore import asserts
 from iotstore.accounts.brands import BrandService
@@ -41,7 +44,7 @@ from iotstore.stores.permissions import Permission
 from .auth import require
 from .context import RequestContext
 
-__all__ = ["PREFIX", "LeanRoute", "register_device", "router", "vault_service"]
+__all__ = ["PREFIX", "LeanPaths", "LeanRoute", "register_device", "router", "vault_service"]
 
 PREFIX = "/serial-vault/v1"
 
@@ -182,6 +185,39 @@ def request_id(ctx: Device, api_key: ApiKeyHeader = None) -> JSONResponse:
 def serial(ctx: Device, api_key: ApiKeyHeader = None) -> Response:
     """Sign a serial for a serial-request (+ model) stream; answer serial, account-key, account."""
     raise AssertionError("served by _serial (LeanRoute)")  # pragma: no cover
+
+
+class LeanPaths:
+    """ASGI middleware: the lean routes' requests go to their handlers without routing.
+
+    The app's router tries its routes one by one (each included router twice:
+    match, then handle), which cost the vault's hot path more than its SQL. A
+    request whose method and exact path are a :class:`LeanRoute` of
+    :data:`router` is served here by that route's handler, with the app's
+    exception handlers (the same error shapes); anything else passes on.
+    Install it inside the app's body limit.
+    """
+
+    def __init__(self, app: ASGIApp, exception_handlers: Mapping[Any, Any]) -> None:
+        self.app = app
+        # as Starlette splits them: 500 and Exception belong to the outer ServerErrorMiddleware
+        handlers = {k: v for k, v in exception_handlers.items() if k not in (500, Exception)}
+        self._served: dict[tuple[str, str], ASGIApp] = {}
+        for route in router.routes:
+            lean: Handler | None = getattr(getattr(route, "endpoint", None), _LEAN, None)
+            if isinstance(route, APIRoute) and lean is not None:
+                served = ExceptionMiddleware(request_response(lean), handlers=handlers)
+                for method in route.methods or ():
+                    self._served[method, route.path] = served
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a lean route's request, or pass it on."""
+        if scope["type"] == "http":
+            served = self._served.get((scope["method"], scope["path"]))
+            if served is not None:
+                await served(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 @router.get("/version")
