@@ -5,10 +5,19 @@ revision whose format the client supports (``max-format``). Not found is a
 404 ``error-list`` in ``application/json``: snapd tolerates exactly that for
 the ``store`` assertion it asks for on every install, anything else aborts
 the install.
+
+Assertions are public (a device fetches its serial's chain before it has a
+session) except those that name a snap of a private store: its
+``snap-declaration`` and ``snap-revision`` assertions are served only to
+callers who may see the snap (a device or Viewer whose catalogue holds it, a
+person with a role in its store, or its collaborator); to anyone else the snap
+does not exist, as in every other device answer.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -19,9 +28,14 @@ from sqlalchemy.orm import Session
 
 from iotstore import asserts
 from iotstore.assertdb.models import StoredAssertion
-from iotstore.errors import InvalidInput, NotFound
+from iotstore.errors import InvalidInput, IotstoreError, NotFound
+from iotstore.snaps.models import Revision, Snap
+from iotstore.stores.models import Store
+from iotstore.stores.permissions import Permission
 
-from ._common import STORE_VERSION, DeviceRead, caller_of
+from .._publishing import publishing
+from ..context import RequestContext
+from ._common import STORE_VERSION, Caller, DeviceRead, caller_of
 
 __all__ = ["AssertionNotFound", "Lookup", "find_assertion", "router", "stream_url"]
 
@@ -139,14 +153,65 @@ def stream_url(base_url: str, type_name: str, key: tuple[str, ...], max_format: 
     return f"{base_url.rstrip('/')}/v2/assertions/{type_name}/{path}?max-format={max_format}"
 
 
+def _hex_digest(encoded: str) -> str | None:
+    """A ``snap-sha3-384`` key (base64url, unpadded) as the hex the revisions table holds."""
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 48 else None
+
+
+def _snap_named(ctx: RequestContext, lookup: Lookup) -> tuple[str, str, bool] | None:
+    """(snap id, its store, whether that store is private) of the snap the lookup names."""
+    if lookup.type_name == "snap-declaration" and len(lookup.key) == 2:
+        by = Snap.snap_id == lookup.key[1]
+    elif lookup.type_name == "snap-revision" and lookup.key:  # (digest, provenance)
+        digest = _hex_digest(lookup.key[0])
+        if digest is None:
+            return None  # names no revision of ours
+        by = Snap.snap_id.in_(select(Revision.snap_id).where(Revision.sha3_384 == digest))
+    else:
+        return None
+    row = ctx.session.execute(
+        select(Snap.snap_id, Snap.store_id, Store.private)
+        .join(Store, Store.id == Snap.store_id)
+        .where(by)
+    ).first()
+    return (str(row[0]), str(row[1]), bool(row[2])) if row is not None else None
+
+
+def _may_see(ctx: RequestContext, caller: Caller, snap_id: str, store_id: str) -> bool:
+    """Whether an authenticated caller may learn of a private store's snap."""
+    if caller.device is None and caller.account_id is None:
+        return False  # an anonymous caller's store header proves nothing
+    if caller.store_id is not None and ctx.stores.catalogue(caller.store_id).contains(
+        store_id, snap_id
+    ):
+        return True
+    if caller.account_id is None:
+        return False
+    pub = publishing(ctx)
+    snap = ctx.session.get(Snap, snap_id)
+    try:
+        assert snap is not None
+        pub.snaps.check(ctx.actor, snap, Permission.SNAP_VIEW)
+    except IotstoreError:
+        return False
+    return True
+
+
 @router.get("/{type_name}/{key:path}")
 def get_assertion(ctx: DeviceRead, request: Request, type_name: str, key: str) -> Response:
     """One assertion, as snapd's ``store_asserts.go`` expects it."""
-    # credentials are checked when sent (a stale session is renewed), but assertions
+    # credentials are checked when sent (a stale session is renewed); most assertions
     # are public: a device fetches its serial's chain before it has a session
-    caller_of(ctx, anonymous_ok=True)
+    caller = caller_of(ctx, anonymous_ok=True)
     params = request.query_params
     lookup = parse_lookup(type_name, key, params.get("max-format"), params.get("sequence"))
+    named = _snap_named(ctx, lookup)
+    if named is not None and named[2] and not _may_see(ctx, caller, named[0], named[1]):
+        raise AssertionNotFound("not found")
     data, _ = find_assertion(ctx.session, ctx.deployment.root.trusted, lookup)
     return Response(
         data, media_type=asserts.MEDIA_TYPE, headers={"Snap-Store-Version": STORE_VERSION}
