@@ -12,6 +12,15 @@ channel, the rest are up to date. ``wrk`` drives the same server twice in
 the same run: ``GET /api/v1/health`` (no database) and the refresh; the
 figure is refresh req/s divided by health req/s (goal >= 0.5).
 
+The device repeats one context, as a device whose updates are held does:
+its first refresh records its inventory and the two offers; the identical
+ones after it are answered without a write (an unchanged inventory is
+rewritten once a minute, an identical offer recorded once per process and
+minute), so the figure is the read path. A fleet's first refresh per device
+also writes (``benchmarks.device_load`` measures that). The health endpoint
+is the app's own (``require(PUBLIC)``: a read-only database transaction and
+the thread hand-offs of its synchronous dependencies), untouched here.
+
 Scaling: the refresh is measured first with the installed snaps alone
 (``--installed`` x 5 = 100 revisions), then after the store grows to the
 full size; the figure is small/large throughput (goal <= 1.5).

@@ -46,6 +46,8 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
     app.state.deployment = deployment
     app.state.settings = settings
     install_error_handlers(app)
+    # first: routes are tried in order, and the snap action is the device store's hot path
+    app.include_router(device_api.snap_action_router)
     for module in (
         system,
         tokens,
