@@ -24,7 +24,10 @@ get their own list of a batch (S3's writer empties its list) but share the
 chunks, and each lags at most ``depth + 1`` batches behind the loop, so
 memory in flight is bounded by about ``(depth + 2) * batch_size`` plus
 ``_READ_AHEAD + 2`` chunks: the batch being filled, ``depth`` queued and one
-in a thread, and the chunks read ahead.
+in a thread, and the chunks read ahead. The hasher's queue is half as deep
+but it takes every queued batch in one thread hop, so when it is behind (its
+usual state) it goes on to the next batch without waiting for the loop to
+hand it over: the loop may be busy, or off the CPU on a loaded machine.
 
 A reader task pulls ``chunks`` ahead of the loop's batching (two chunks):
 behind granian a chunk is read from the socket (in granian's threads) only
@@ -102,15 +105,25 @@ async def _consume(
     work: Callable[[Parts], object],
     failures: list[Exception],
     scope: CancelScope,
+    gather: int = 1,
 ) -> None:
     async with batches:
         try:
             while True:
                 try:
                     # not "async for": its variable would pin the last batch while waiting
-                    await _in_thread(work, await batches.receive())
+                    parts = await batches.receive()
                 except anyio.EndOfStream:
                     return
+                for _ in range(gather - 1):
+                    # batches queued meanwhile go in the same thread hop: the worker then
+                    # moves on without waiting for the loop to hand it the next one
+                    try:
+                        parts += batches.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await _in_thread(work, parts)
+                del parts
         except Exception as e:  # noqa: BLE001 - handed to the host, which re-raises it
             failures.append(e)
             scope.cancel()
@@ -236,10 +249,15 @@ async def ingest(
 
     try:
         write_tx, write_rx = anyio.create_memory_object_stream[Parts](depth)
-        hash_tx, hash_rx = anyio.create_memory_object_stream[Parts](depth)
+        # the hasher takes up to ``gather`` batches per thread hop from a shorter queue:
+        # at most depth + 1 batches in its hands or queued, as the writer
+        hash_queue = depth // 2
+        hash_tx, hash_rx = anyio.create_memory_object_stream[Parts](hash_queue)
         read_tx, read_rx = anyio.create_memory_object_stream[bytes](_READ_AHEAD)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_consume, hash_rx, hash_parts, failures, tg.cancel_scope)
+            tg.start_soon(
+                _consume, hash_rx, hash_parts, failures, tg.cancel_scope, depth - hash_queue + 1
+            )
             tg.start_soon(_consume, write_rx, sink.write, failures, tg.cancel_scope)
             tg.start_soon(_read_ahead, chunks, read_tx, read_failures, max_size)
             async with write_tx, hash_tx, read_rx:
