@@ -5,8 +5,9 @@ Run: ``.venv/bin/python -m benchmarks.vault_bench [--seconds S] [--concurrency C
 [--no-hsm]``
 
 1. **Limit**: RSA-4096 PKCS#1 v1.5 SHA-512 signatures per second with
-   ``cryptography``, in P = max(W, cores) processes, measured in this run:
-   the cores the server may use. Not W alone: ``cryptography`` releases the
+   ``cryptography``, in P = max(W, cores) processes, measured in this run
+   before and after the HTTP window (the higher counts): the cores the
+   server may use. Not W alone: ``cryptography`` releases the
    GIL while it signs, so even one worker signs on every core at once from
    its thread pool.
 2. **HTTP, the vault alone** (the headline): a live ``iotstore serve``
@@ -955,6 +956,12 @@ def main(argv: list[str] | None = None) -> int:
         server = seeded_server_dir(base, None)
         with serving(server, args.workers, base / "server.log"):
             window = serial_window(server, keys, args.concurrency, args.seconds, most, base)
+            # the limit again right after the window; the higher of the two counts (other
+            # load on a shared machine only ever lowers a measurement)
+            again = raw_rsa_rate(processes, min(args.seconds, 5.0))
+            print(f"\nlimit again after the window: {again:.1f}/s; using {max(raw, again):.1f}/s")
+            raw = max(raw, again)
+            summary.update(raw_rsa4096_per_s=raw)
             print_window(
                 f"HTTP POST serial, the vault alone (embedded default: SQLite + encrypted key"
                 f" store, {args.workers} worker(s); pre-built serial-requests, wrk,"
