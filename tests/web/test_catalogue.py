@@ -174,3 +174,19 @@ def test_unrelated_snaps_stay_out(module_world: World, chain: Chain) -> None:
     # a snap registered after the fact in another store appears nowhere
     stranger = module_world.factory.snap(module_world.factory.brand()[1], unique("stranger"))
     assert all(stranger not in _scoped(module_world, s)[1] for s in chain.stores)
+
+
+def test_a_stale_path_memo_is_not_trusted(module_world: World, chain: Chain) -> None:
+    # the catalogue remembers each store's path per process and checks it against the
+    # parent links it reads: a memo naming another tree (another database, same ids) is
+    # read afresh, never answered from
+    from iotstore.stores import services  # noqa: PLC0415
+
+    offers = [False] + [True] * (DEPTH - 1)
+    _set_offers(module_world, chain, offers)
+    deepest = chain.stores[-1]
+    for wrong in ((deepest, chain.stores[0]), (deepest, *chain.stores[-2:0:-1]), (deepest,)):
+        services._chain_memo[deepest] = wrong
+        by_contains, by_sql = _scoped(module_world, deepest)
+        assert by_contains == by_sql == _expected(chain, offers, DEPTH - 1), wrong
+        assert services._chain_memo[deepest] == tuple(reversed(chain.stores))
