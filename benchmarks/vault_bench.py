@@ -46,6 +46,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import queue as queue_module
 import shutil
 import socket
 import subprocess
@@ -326,7 +327,15 @@ def raw_rsa_rate(processes: int, seconds: float) -> float:
     workers = [ctx.Process(target=_sign_for, args=(seconds, queue)) for _ in range(processes)]
     for w in workers:
         w.start()
-    rates = [queue.get(timeout=seconds + 120) for _ in workers]
+    rates: list[float] = []
+    deadline = time.monotonic() + seconds + 120
+    while len(rates) < processes:
+        try:
+            rates.append(queue.get(timeout=1))
+        except queue_module.Empty:
+            # a worker that died (e.g. its import failed) never reports: stop now
+            if any(w.exitcode not in (None, 0) for w in workers) or time.monotonic() > deadline:
+                raise RuntimeError("an RSA signing process failed: see its output") from None
     for w in workers:
         w.join()
     return float(sum(rates))
