@@ -5,7 +5,8 @@ no credentials; ``application/octet-stream`` (the raw file) is accepted too.
 The body is parsed as it arrives (python-multipart's streaming parser) and
 the file part goes straight to :meth:`BlobStore.put_stream`, which hashes it
 (SHA3-384) and counts it on the way: the file is never held in memory and
-never written twice. ``web/limits.py`` exempts this path from the 1 MiB body
+never written twice, and a chunk that is all file bytes (nearly every one)
+is passed on as it came, not copied. ``web/limits.py`` exempts this path from the 1 MiB body
 limit; ``settings.max_snap_bytes`` applies instead (413, nothing stored).
 A body that ends before the closing boundary is refused and its bytes are
 removed; so is one cut off by a client disconnect.
