@@ -134,6 +134,21 @@ async def test_concurrent_uploads_stay_apart(blobstore: BlobStore) -> None:
     assert keys(blobstore) == {info.key for info in infos.values()}
 
 
+async def test_uploads_need_no_thread_from_the_default_pool(blobstore: BlobStore) -> None:
+    # each upload keeps two worker threads busy (hashing, writing): from a pool of their
+    # own, so slow uploads never leave the web app's other work without a thread
+    default = anyio.to_thread.current_default_thread_limiter()
+    tokens = default.total_tokens
+    default.total_tokens = 1
+    try:
+        async with default:  # every default thread is taken meanwhile
+            with anyio.fail_after(60):
+                infos = [await put(blobstore, pattern(9 * MiB + i, seed=i)) for i in range(2)]
+    finally:
+        default.total_tokens = tokens
+    assert [info.size for info in infos] == [9 * MiB, 9 * MiB + 1]
+
+
 def test_put_file(blobstore: BlobStore, tmp_path: Path) -> None:
     data = pattern(9 * MiB + 5, seed=3)
     source = tmp_path / "demo_1.snap"

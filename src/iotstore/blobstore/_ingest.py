@@ -46,7 +46,8 @@ from typing import Protocol
 
 import anyio
 import anyio.to_thread
-from anyio import CancelScope
+from anyio import CancelScope, CapacityLimiter
+from anyio.lowlevel import RunVar
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._common import check_max_size
@@ -58,6 +59,12 @@ Parts = list[bytes | bytearray]
 _SMALL = 16 << 10  # chunks below this are copied together rather than kept one by one
 _COALESCED = 64 << 10
 _READ_AHEAD = 2  # chunks asked for ahead of the batching (granian's are about 400 KiB)
+# Worker threads for all uploads together, apart from anyio's default pool (40 threads,
+# which FastAPI's sync routes and dependencies use): an upload keeps two threads busy
+# (hashing, writing), so 20 slow uploads would otherwise leave every other request
+# waiting for a thread. Past 8 uploads at once they share these; 2 cores go no faster.
+_THREADS = 16
+_LIMITER: RunVar[CapacityLimiter] = RunVar("iotstore_blob_ingest_threads")
 
 
 class Sink(Protocol):
@@ -94,10 +101,20 @@ def _run_taking(work: Callable[[Parts], object], box: list[Parts]) -> None:
     work(box.pop())
 
 
+def _limiter() -> CapacityLimiter:
+    """This event loop's limiter of ingest threads."""
+    try:
+        return _LIMITER.get()
+    except LookupError:
+        limiter = CapacityLimiter(_THREADS)
+        _LIMITER.set(limiter)
+        return limiter
+
+
 async def _in_thread(work: Callable[[Parts], object], parts: Parts) -> None:
     box = [parts]
     del parts
-    await anyio.to_thread.run_sync(_run_taking, work, box)
+    await anyio.to_thread.run_sync(_run_taking, work, box, limiter=_limiter())
 
 
 async def _consume(
