@@ -1424,6 +1424,8 @@ _CHANNELS_OF_SNAPS = (
     .where(
         Snap.snap_id.in_(bindparam("snap_ids", expanding=True)),
         ChannelRelease.architecture.in_(bindparam("architectures", expanding=True)),
+        # only the risks some request falls back through (most devices track stable)
+        ChannelRelease.risk.in_(bindparam("risks", expanding=True)),
     )
 )
 _REVISIONS_BY_ID = (
@@ -1561,7 +1563,17 @@ class ChannelResolver:
         # progressive percentage, previous revision id): tuples of strings hash fast
         table: dict[tuple[str, str, str, str], tuple[str, int, int, float | None, int | None]] = {}
         in_scope: dict[str, bool] = {}
-        params = {"snap_ids": snap_ids, "architectures": [architecture, "all"]}
+        # the risks a fallback chain passes through do not depend on the snap's default
+        # track (only the track does), so they are known before the snaps are read
+        risks = {
+            candidate.key[1]
+            for request in requests
+            if request.revision is None
+            for candidate in (_where_to_look(request.channel, None) or ((), None))[0]
+        }
+        params = {
+            "snap_ids": snap_ids, "architectures": [architecture, "all"], "risks": sorted(risks),
+        }  # fmt: skip
         released = self._core().execute(_CHANNELS_OF_SNAPS, params).all()
         for (snap_id, store_id, default_track, arch, track, risk, branch, expires_at,
              percentage, revision_id, previous_id, revision) in released:  # fmt: skip
