@@ -8,8 +8,10 @@ reviewer, and a store that requires manual review.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +64,24 @@ class PublisherServer(LiveServer):
         return self._process.pid
 
     def kill(self) -> None:
-        """SIGKILL the server: no clean-up of any kind runs."""
+        """SIGKILL the server and its worker: no clean-up of any kind runs."""
+        # granian's worker is a child of the process we started and outlived it before
+        # (nothing tells it its parent died): it is killed with it, as a crash would
+        workers = _children(self._process.pid)
         self._process.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self._process.wait(timeout=15)
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found.extend(int(c) for c in (task / "children").read_text().split())
+    return found
 
 
 @dataclass
