@@ -766,11 +766,11 @@ class InProcess:
             _, self.api_key = vault.create_api_key(system, row)
             self.model = vault.model_assertion(row)
 
-    def service(self, session: Session) -> VaultService:
+    def service(self, session: Session, connection: Connection | None = None) -> VaultService:
         """The vault service over ``session`` (what the server builds per transaction)."""
         trust = trust_database(session, self.root.trusted)
         brands = BrandService(session, self.keystore, self.root, trust)
-        return VaultService(session, self.keystore, brands, trust, AuditLog(session))
+        return VaultService(session, self.keystore, brands, trust, AuditLog(session), connection)
 
     def request_id(self) -> str:
         """A fresh request-id, committed (as ``POST request-id`` does)."""

@@ -13,8 +13,14 @@ import pytest
 from sqlalchemy import func, select
 
 from iotstore import asserts
-from iotstore.devices.errors import DeviceBlocked, InvalidNonce, SerialInUse
-from iotstore.devices.models import Device, SigningLogEntry
+from iotstore.devices.errors import (
+    DeviceBlocked,
+    InvalidApiKey,
+    InvalidNonce,
+    NotPreauthorised,
+    SerialInUse,
+)
+from iotstore.devices.models import Device, RequestId, SigningLogEntry
 from iotstore.devices.services import SerialPlan, sign_serial
 
 from ._live import DeviceKey, DeviceKeys, serial_request_stream
@@ -161,3 +167,70 @@ def test_a_serial_released_meanwhile_is_signed_again_for_its_new_revision(
     with vault_world.vault() as vault:
         assert [e.revision for e in vault.signing_log([row.id])] == [0, 1, 2, 3]
         assert vault.device(row.brand_id, row.name, "R-5").serial_revision == 3
+
+
+def _request_id_usable(world: VaultWorld, plan: SerialPlan) -> bool:
+    # a refused write rolls back whole: the request-id is not spent by it
+    with world.unit() as (session, _, _brands):
+        used = session.scalar(
+            select(RequestId.used_at).where(RequestId.id == plan.request.request_id)
+        )
+    return used is None
+
+
+def test_an_api_key_revoked_meanwhile_is_refused_and_nothing_recorded(
+    vault_world: VaultWorld, device_keys: DeviceKeys
+) -> None:
+    row, api_key = vault_world.model()
+    model = vault_world.model_assertion(row)
+    plan = _planned(
+        vault_world, api_key, _stream(vault_world, api_key, device_keys.new(), model, "K-1")
+    )
+    assert plan[1] is not None
+    with vault_world.vault() as vault:
+        current = vault.model(row.brand_id, row.name)
+        (key,) = vault.api_keys(current)
+        vault.revoke_api_key(ADMIN, current, key.id)
+    with pytest.raises(InvalidApiKey), vault_world.vault() as vault:
+        vault.record_registration(*plan, None)
+    assert _records(vault_world, "K-1") == (0, 0)
+    assert _request_id_usable(vault_world, plan[0])
+
+
+def test_a_policy_tightened_meanwhile_is_applied(
+    vault_world: VaultWorld, device_keys: DeviceKeys
+) -> None:
+    row, api_key = vault_world.model()  # open enrolment: no allow-list needed at check time
+    model = vault_world.model_assertion(row)
+    plan = _planned(
+        vault_world, api_key, _stream(vault_world, api_key, device_keys.new(), model, "K-2")
+    )
+    with vault_world.vault() as vault:
+        vault.update_policy(ADMIN, vault.model(row.brand_id, row.name), {"open_enrolment": False})
+    with pytest.raises(NotPreauthorised), vault_world.vault() as vault:
+        vault.record_registration(*plan, None)
+    assert _records(vault_world, "K-2") == (0, 0)
+    # allow-listed meanwhile instead: the same plan is recorded
+    with vault_world.vault() as vault:
+        vault.allow(ADMIN, vault.model(row.brand_id, row.name), [("K-2", None)])
+    with vault_world.vault() as vault:
+        recorded = vault.record_registration(*plan, None)
+    assert recorded.serial.serial == "K-2"
+    assert _records(vault_world, "K-2") == (1, 1)
+
+
+def test_an_allowlist_entry_rebound_meanwhile_is_refused(
+    vault_world: VaultWorld, device_keys: DeviceKeys
+) -> None:
+    row, api_key = vault_world.model(require_key_allowlist=True)
+    model = vault_world.model_assertion(row)
+    key, other = device_keys.new(), device_keys.new()
+    with vault_world.vault() as vault:
+        vault.allow(ADMIN, vault.model(row.brand_id, row.name), [("K-3", key.id)])
+    plan = _planned(vault_world, api_key, _stream(vault_world, api_key, key, model, "K-3"))
+    with vault_world.vault() as vault:
+        vault.allow(ADMIN, vault.model(row.brand_id, row.name), [("K-3", other.id)])
+    with pytest.raises(NotPreauthorised), vault_world.vault() as vault:
+        vault.record_registration(*plan, None)
+    assert _records(vault_world, "K-3") == (0, 0)
+    assert _request_id_usable(vault_world, plan[0])

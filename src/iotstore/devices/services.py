@@ -115,13 +115,6 @@ _POSTPONE_REQUEST_ID = (
 # should retry the same request, not fail its registration.
 _TRANSIENT_KEYSTORE_ERRORS = (HSMError, KeyStorageError)
 _devices = Device.__table__.c
-_FIND_DEVICE = select(
-    _devices.id, _devices.device_key_id, _devices.serial_revision, _devices.blocked
-).where(
-    _devices.brand_id == bindparam("brand_id"),
-    _devices.model == bindparam("model"),
-    _devices.serial == bindparam("serial"),
-)
 _THE_DEVICE = and_(
     _devices.brand_id == bindparam("brand_id"),
     _devices.model == bindparam("model"),
@@ -144,6 +137,39 @@ _REGISTRATION_STATE = select(
                        _devices.blocked)
     ),
 )  # fmt: skip
+_api_keys = ApiKey.__table__.c
+_models = DeviceModel.__table__.c
+_allowed = AllowedDevice.__table__.c
+_THE_ALLOWED = and_(
+    _allowed.model_id == bindparam("model_id"), _allowed.serial == bindparam("serial")
+)
+# What the writing transaction re-reads after consuming the request-id, in one
+# statement: the device row, whether the API key is still unrevoked, the model's
+# policy now and the serial's allow-list entry now. An administrator's change
+# committed while the serial was signed (outside any transaction) is then seen
+# as if the whole registration had run in this transaction.
+_WRITE_STATE = select(
+    *(
+        select(column).where(_THE_DEVICE).scalar_subquery().label(column.name)
+        for column in (_devices.id, _devices.device_key_id, _devices.serial_revision,
+                       _devices.blocked)
+    ),
+    exists()
+    .where(
+        _api_keys.key_hash == bindparam("key_hash"),
+        _api_keys.model_id == bindparam("model_id"),
+        _api_keys.revoked_at.is_(None),
+    )
+    .label("key_usable"),
+    *(
+        select(column).where(_models.id == bindparam("model_id")).scalar_subquery()
+        .label(column.name)
+        for column in (_models.open_enrolment, _models.require_key_allowlist,
+                       _models.allow_reregistration)
+    ),
+    exists().where(_THE_ALLOWED).label("allow_listed"),
+    select(_allowed.device_key_id).where(_THE_ALLOWED).scalar_subquery().label("allowed_key"),
+)  # fmt: skip
 _INSERT_DEVICE = insert(_table(Device))
 _REBIND_DEVICE = (
     update(_table(Device))
@@ -152,10 +178,7 @@ _REBIND_DEVICE = (
 )
 _INSERT_ASSERTION = insert(_table(StoredAssertion))
 _INSERT_LOG_ENTRY = insert(_table(SigningLogEntry))
-_allowed = AllowedDevice.__table__.c
-_ALLOWED_KEY = select(_allowed.device_key_id).where(
-    _allowed.model_id == bindparam("model_id"), _allowed.serial == bindparam("serial")
-)
+_ALLOWED_KEY = select(_allowed.device_key_id).where(_THE_ALLOWED)
 
 
 def _hash(secret: str) -> str:
@@ -202,6 +225,7 @@ class SerialPlan:
     device_id: int | None  # the device row seen (None: a new device)
     revision: int  # the serial's revision for that row
     retry: Registration | None = None  # the same key asked again: its stored serial
+    key_hash: str = ""  # the API key's hash: the write checks it is still unrevoked
 
 
 def sign_serial(plan: SerialPlan) -> asserts.Serial | None:
@@ -240,12 +264,19 @@ class VaultService:
         brands: BrandService,
         trust: asserts.Database,
         audit: AuditLog,
+        connection: Connection | None = None,
     ) -> None:
         self._session = session
+        # The registration path's statements run on this connection when given (a
+        # Core transaction: no ORM session machinery), else on the session's.
+        self._connection = connection
         self._keystore = keystore
         self._brands = brands
         self._trust = trust
         self._audit = audit
+
+    def _conn(self) -> Connection:
+        return self._connection if self._connection is not None else self._session.connection()
 
     # -- models ----------------------------------------------------------------------
 
@@ -520,7 +551,7 @@ class VaultService:
 
     def new_request_id(self, api_key: str | None) -> str:
         """A fresh single-use request-id (the API key must be valid)."""
-        connection = self._session.connection()
+        connection = self._conn()
         self._enrolment(api_key, connection)
         now = utcnow()
         # expired ids go on each call (as Canonical's vault does): one indexed DELETE
@@ -538,7 +569,7 @@ class VaultService:
             raise InvalidApiKey("missing api-key header")
         if len(api_key) > 200:
             raise InvalidApiKey("unknown or revoked API key")
-        found = enrolment(connection or self._session.connection(), _hash(api_key))
+        found = enrolment(connection or self._conn(), _hash(api_key))
         if found is None or found[0]:
             raise InvalidApiKey("unknown or revoked API key")
         return found[1]
@@ -548,7 +579,7 @@ class VaultService:
         # one request-id must not both see it unused (PostgreSQL, read committed).
         consumed = 0
         if len(request_id) <= 64:
-            result = (connection or self._session.connection()).execute(
+            result = (connection or self._conn()).execute(
                 _CONSUME_REQUEST_ID, {"request_id": request_id, "now": utcnow()}
             )
             consumed = result.rowcount
@@ -575,7 +606,7 @@ class VaultService:
         Raises the key store's transient errors (HSMError, KeyStorageError) when the
         serial key cannot be loaded: the caller answers with :meth:`postpone_request`.
         """
-        connection = self._session.connection()
+        connection = self._conn()
         enrolled = self._enrolment(api_key, connection)
         if len(data) > MAX_SERIAL_STREAM:
             raise InvalidSerialRequest("the request is too large")
@@ -616,8 +647,14 @@ class VaultService:
         if not state.usable:
             raise InvalidNonce("request-id is invalid, expired or already used")
         _check_serial(serial)
-        self._check_allowed(enrolled, serial, request.device_key.id, connection)
-        plan = SerialPlan(enrolled, signing, request, serial, None, 0)
+        if not (enrolled.open_enrolment and not enrolled.require_key_allowlist):
+            entry = connection.execute(
+                _ALLOWED_KEY, {"model_id": enrolled.model_id, "serial": serial}
+            ).first()
+            _check_allowed(enrolled, serial, request.device_key.id, entry)
+        plan = SerialPlan(
+            enrolled, signing, request, serial, None, 0, key_hash=_hash(api_key or "")
+        )
         decided = self._decide(plan, state if state.id is not None else None)
         if isinstance(decided, Registration):
             return dataclasses.replace(plan, retry=decided)
@@ -635,9 +672,32 @@ class VaultService:
         the old state is not used (the device gets the same answer as if it had
         come second in one transaction).
         """
-        connection = self._session.connection()
+        connection = self._conn()
         self._consume_request_id(plan.request.request_id, connection)
-        decided = self._decide(plan, self._find_device(plan, connection))
+        enrolled = plan.enrolled
+        state = connection.execute(
+            _WRITE_STATE,
+            {"brand_id": enrolled.brand_id, "model": enrolled.model, "serial": plan.serial,
+             "key_hash": plan.key_hash, "model_id": enrolled.model_id},
+        ).one()  # fmt: skip
+        if not state.key_usable:
+            raise InvalidApiKey("unknown or revoked API key")
+        if (state.open_enrolment, state.require_key_allowlist, state.allow_reregistration) != (
+            enrolled.open_enrolment,
+            enrolled.require_key_allowlist,
+            enrolled.allow_reregistration,
+        ):
+            enrolled = dataclasses.replace(
+                enrolled, open_enrolment=state.open_enrolment,
+                require_key_allowlist=state.require_key_allowlist,
+                allow_reregistration=state.allow_reregistration,
+            )  # fmt: skip
+            plan = dataclasses.replace(plan, enrolled=enrolled)
+        _check_allowed(
+            enrolled, plan.serial, plan.request.device_key.id,
+            (state.allowed_key,) if state.allow_listed else None,
+        )  # fmt: skip
+        decided = self._decide(plan, state if state.id is not None else None)
         if isinstance(decided, Registration):
             return decided
         revision, device_id = decided
@@ -659,26 +719,6 @@ class VaultService:
         request, _ = _decode_serial_request(data)
         self._consume_request_id(request.request_id)
         return self._postpone(request.request_id, cause)
-
-    def _check_allowed(
-        self, model: Enrolment, serial: str, key_id: str, connection: Connection
-    ) -> None:
-        if model.open_enrolment and not model.require_key_allowlist:
-            return
-        entry = connection.execute(
-            _ALLOWED_KEY, {"model_id": model.model_id, "serial": serial}
-        ).first()
-        if entry is None:
-            raise NotPreauthorised(f"serial {serial!r} is not pre-authorised for this model")
-        allowed_key = entry[0]
-        if (model.require_key_allowlist or allowed_key) and allowed_key != key_id:
-            raise NotPreauthorised("this device key is not pre-authorised for that serial")
-
-    def _find_device(self, plan: SerialPlan, connection: Connection) -> Any:
-        # Columns, not ORM objects: the hot path builds no identity map.
-        enrolled = plan.enrolled
-        values = {"brand_id": enrolled.brand_id, "model": enrolled.model, "serial": plan.serial}
-        return connection.execute(_FIND_DEVICE, values).first()
 
     def _decide(self, plan: SerialPlan, device: Any) -> Registration | tuple[int, int | None]:
         """What the device's row says: a retry's stored serial, or (revision, row id) to sign."""
@@ -768,7 +808,7 @@ class VaultService:
         Nothing else was written yet: the caller commits this one change and
         answers 202; the device posts the same serial-request after 60 s.
         """
-        self._session.connection().execute(
+        self._conn().execute(
             _POSTPONE_REQUEST_ID,
             {"request_id": request_id, "expires_at": utcnow() + NONCE_LIFETIME},
         )
@@ -932,6 +972,20 @@ def _of_models(
 ) -> ColumnElement[bool]:
     """Rows (devices, log entries) that belong to one of ``models``."""
     return or_(*(and_(brand_column == m.brand_id, model_column == m.name) for m in models))
+
+
+def _check_allowed(model: Enrolment, serial: str, key_id: str, entry: Any) -> None:
+    """Refuse ``serial`` unless the model's policy and its allow-list ``entry`` admit ``key_id``.
+
+    ``entry`` is the allow-list row's (device_key_id,) or None when the serial has none.
+    """
+    if model.open_enrolment and not model.require_key_allowlist:
+        return
+    if entry is None:
+        raise NotPreauthorised(f"serial {serial!r} is not pre-authorised for this model")
+    allowed_key = entry[0]
+    if (model.require_key_allowlist or allowed_key) and allowed_key != key_id:
+        raise NotPreauthorised("this device key is not pre-authorised for that serial")
 
 
 def _check_serial(serial: str) -> None:

@@ -17,13 +17,15 @@ registrations never queue on SQLite's write lock while a serial is signed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.exceptions import ExceptionMiddleware
@@ -33,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from iotstore import asserts
 from iotstore.accounts.brands import BrandService
 from iotstore.assertdb import trust_database
-from iotstore.db import SqlDatabase
+from iotstore.db import SqlDatabase, translated_errors
 from iotstore.deployment import Deployment
 from iotstore.devices.errors import SigningPending
 from iotstore.devices.services import Registration, VaultService, sign_serial
@@ -92,22 +94,50 @@ def vault_service(ctx: RequestContext) -> VaultService:
     return VaultService(ctx.session, ctx.deployment.keystore, ctx.brands, ctx.trust, ctx.audit)
 
 
-def _vault(deployment: Deployment, session: Session) -> VaultService:
+def _vault(deployment: Deployment, session: Session, connection: Connection) -> VaultService:
     # What vault_service builds, without the request context: the hot path signs
     # with the deployment's key store and generates no keys.
     trust = trust_database(session, deployment.root.trusted)
     brands = BrandService(session, deployment.keystore, deployment.root, trust)
-    return VaultService(session, deployment.keystore, brands, trust, AuditLog(session))
+    return VaultService(session, deployment.keystore, brands, trust, AuditLog(session), connection)
+
+
+# SqlDatabase's option for a read-only unit (SQLite: BEGIN, not BEGIN IMMEDIATE).
+_READ_ONLY = {"iotstore_read_only": True}
+
+
+@contextlib.contextmanager
+def _transaction(database: SqlDatabase, *, write: bool) -> Iterator[tuple[Session, Connection]]:
+    """One Core transaction, and an ORM session that joins it only if it is used.
+
+    What :meth:`SqlDatabase.unit_of_work` is, without the ORM session's
+    begin/connection/commit machinery, which cost the registration path as much
+    as its SQL: the vault's hot statements run on the connection; the session
+    serves the rare paths (a signing-cache miss, a retry's stored serial).
+    """
+    with translated_errors(), database.engine.connect() as connection:
+        if not write:
+            connection.execution_options(**_READ_ONLY)
+        with connection.begin():
+            # joins the connection's transaction: its close() and commit() leave that alone
+            session = Session(
+                bind=connection, join_transaction_mode="rollback_only",
+                expire_on_commit=False,
+            )  # fmt: skip
+            try:
+                yield session, connection
+            finally:
+                session.close()
 
 
 def _new_request_id(deployment: Deployment, api_key: str | None) -> str:
-    with deployment.database.unit_of_work() as session:
-        return _vault(deployment, session).new_request_id(api_key)
+    with _transaction(deployment.database, write=True) as (session, connection):
+        return _vault(deployment, session, connection).new_request_id(api_key)
 
 
 def register_device(
     database: SqlDatabase,
-    vaults: Callable[[Session], VaultService],
+    vaults: Callable[[Session, Connection], VaultService],
     api_key: str | None,
     data: bytes,
     address: str | None,
@@ -121,20 +151,20 @@ def register_device(
        entry (:meth:`VaultService.record_registration`). Raises the vault's
        4xx errors, and :class:`SigningPending` (committed: the request-id stays
        usable) when the key store fails for now. ``vaults`` makes the vault
-       service over a transaction's session.
+       service over a transaction's session and connection.
     """
     try:
-        with database.unit_of_work(write=False) as session:
-            plan = vaults(session).check_registration(api_key, data)
+        with _transaction(database, write=False) as unit:
+            plan = vaults(*unit).check_registration(api_key, data)
         signed = sign_serial(plan)
     except _TRANSIENT_KEYSTORE_ERRORS as e:
-        with database.unit_of_work() as session:
-            pending = vaults(session).postpone_request(data, e)
+        with _transaction(database, write=True) as unit:
+            pending = vaults(*unit).postpone_request(data, e)
         raise pending from e
     postponed: SigningPending | None = None
-    with database.unit_of_work() as session:
+    with _transaction(database, write=True) as unit:
         try:
-            return vaults(session).record_registration(plan, signed, address)
+            return vaults(*unit).record_registration(plan, signed, address)
         except SigningPending as e:
             postponed = e  # the request-id's new expiry is committed, nothing else
     assert postponed is not None
