@@ -143,12 +143,13 @@ _allowed = AllowedDevice.__table__.c
 _THE_ALLOWED = and_(
     _allowed.model_id == bindparam("model_id"), _allowed.serial == bindparam("serial")
 )
-# What the writing transaction re-reads after consuming the request-id, in one
-# statement: the device row, whether the API key is still unrevoked, the model's
-# policy now and the serial's allow-list entry now. An administrator's change
-# committed while the serial was signed (outside any transaction) is then seen
-# as if the whole registration had run in this transaction.
-_WRITE_STATE = select(
+# The writing transaction's first statement: consume the request-id (no row: it
+# was spent meanwhile) and return what it re-reads, the device row, whether the
+# API key is still unrevoked, the model's policy now and the serial's allow-list
+# entry now (RETURNING with scalar subqueries: SQLite >= 3.35 and PostgreSQL).
+# An administrator's change committed while the serial was signed (outside any
+# transaction) is then seen as if the whole registration had run in this one.
+_CONSUME_AND_RECHECK = _CONSUME_REQUEST_ID.returning(
     *(
         select(column).where(_THE_DEVICE).scalar_subquery().label(column.name)
         for column in (_devices.id, _devices.device_key_id, _devices.serial_revision,
@@ -673,13 +674,15 @@ class VaultService:
         come second in one transaction).
         """
         connection = self._conn()
-        self._consume_request_id(plan.request.request_id, connection)
-        enrolled = plan.enrolled
+        enrolled, request_id = plan.enrolled, plan.request.request_id
         state = connection.execute(
-            _WRITE_STATE,
-            {"brand_id": enrolled.brand_id, "model": enrolled.model, "serial": plan.serial,
+            _CONSUME_AND_RECHECK,
+            {"request_id": request_id if len(request_id) <= 64 else "", "now": utcnow(),
+             "brand_id": enrolled.brand_id, "model": enrolled.model, "serial": plan.serial,
              "key_hash": plan.key_hash, "model_id": enrolled.model_id},
-        ).one()  # fmt: skip
+        ).first()  # fmt: skip
+        if state is None:
+            raise InvalidNonce("request-id is invalid, expired or already used")
         if not state.key_usable:
             raise InvalidApiKey("unknown or revoked API key")
         if (state.open_enrolment, state.require_key_allowlist, state.allow_reregistration) != (
