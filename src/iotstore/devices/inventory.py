@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from iotstore.db import utcnow
+from iotstore.db.prepared import PreparedRead
 
 from .models import Device, InventoryEntry, RefreshHistoryEntry
 
@@ -121,6 +122,8 @@ _STATE = select(
     _inventory(InventoryEntry.store_id).label("store_id"),
     _inventory(InventoryEntry.last_seen_at).label("last_seen_at"),
 )
+# on the driver's cursor: SQLAlchemy's per-execution work cost more than this lookup
+_STATE_READ = PreparedRead(_STATE)
 
 
 class InventoryService:
@@ -146,9 +149,10 @@ class InventoryService:
         SELECT (a device the vault or the store never saw reads as NULL) they
         cost one statement instead of two.
         """
-        row = self._session.execute(
-            _STATE, {"brand_id": device.brand_id, "model": device.model, "serial": device.serial}
-        ).one()
+        (row,) = _STATE_READ.rows(
+            self._session.connection(),
+            {"brand_id": device.brand_id, "model": device.model, "serial": device.serial},
+        )
         snapshot = None
         if row.last_seen_at is not None:
             snapshot = InventorySnapshot(list(row.snaps or []), row.store_id, row.last_seen_at)

@@ -37,6 +37,7 @@ from iotstore.accounts.root_authority import RootAuthority
 from iotstore.assertdb import SqlBackstore, trust_database
 from iotstore.blobstore import BlobInfo, BlobStore
 from iotstore.db import utcnow
+from iotstore.db.prepared import PreparedRead
 from iotstore.keystore import KeyStore
 from iotstore.stores.audit import Actor, AuditLog
 from iotstore.stores.permissions import ROLE_PERMISSIONS, Permission, Role
@@ -1434,6 +1435,10 @@ _REVISIONS_BY_ID = (
     .where(Revision.id.in_(bindparam("ids", expanding=True)))
 )
 
+# run on the driver's cursor: SQLAlchemy's per-execution work cost more than these lookups
+_CHANNELS_READ = PreparedRead(_CHANNELS_OF_SNAPS)
+_REVISIONS_READ = PreparedRead(_REVISIONS_BY_ID)
+
 
 @dataclass(frozen=True, slots=True)
 class _Candidate:
@@ -1574,7 +1579,7 @@ class ChannelResolver:
         params = {
             "snap_ids": snap_ids, "architectures": [architecture, "all"], "risks": sorted(risks),
         }  # fmt: skip
-        released = self._core().execute(_CHANNELS_OF_SNAPS, params).all()
+        released = _CHANNELS_READ.rows(self._core(), params)
         for (snap_id, store_id, default_track, arch, track, risk, branch, expires_at,
              percentage, revision_id, previous_id, revision) in released:  # fmt: skip
             if scope is not None:
@@ -1618,8 +1623,8 @@ class ChannelResolver:
                 break
         out: dict[str, ResolvedRevision] = {}
         if chosen:
-            rows = self._core().execute(
-                _REVISIONS_BY_ID, {"ids": sorted({rid for rid, _, _ in chosen.values()})}
+            rows = _REVISIONS_READ.rows(
+                self._core(), {"ids": sorted({rid for rid, _, _ in chosen.values()})}
             )
             by_id = {row.revision_id: row for row in rows}
             epochs = {r.key: r.epoch for r in requests if r.epoch is not None}
