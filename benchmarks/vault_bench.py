@@ -65,7 +65,7 @@ import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sqlalchemy import event, func, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
 
 from iotstore import asserts
@@ -701,6 +701,11 @@ class Phases:
         self._wrap(Connection, "execute", "SQLAlchemy Core execute (Python around the SQL)")
         for name in ("__init__", "begin", "close", "connection"):
             self._wrap(Session, name, "ORM sessions: open, begin, connection, close")
+        # the registration's own transactions: Core connections, no ORM session in use
+        core = "Core connections: pool checkout, BEGIN, checkin"
+        self._wrap(Engine, "connect", core)
+        self._wrap(Connection, "begin", core)
+        self._wrap(Connection, "close", core)
         self._wrap(SessionTransaction, "commit", "ORM sessions: open, begin, connection, close")
         engine = database.engine
 
