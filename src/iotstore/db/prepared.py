@@ -84,7 +84,7 @@ class PreparedRead:
     def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self._statement = statement
         # rows read like SQLAlchemy's (by position or by column key), at a tuple's cost
-        self._row: Any = namedtuple("Row", statement.selected_columns.keys())  # type: ignore[misc]
+        self._row: Any = namedtuple("Row", statement.selected_columns.keys(), rename=True)  # type: ignore[misc]
         self._compiled: dict[str, _Compiled] = {}
         self._lock = threading.Lock()
 
