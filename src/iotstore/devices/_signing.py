@@ -20,13 +20,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, func, literal, select
+from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, func, literal_column, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstrumentedAttribute
 
 from iotstore import asserts
 from iotstore.accounts.models import BrandKey
 from iotstore.assertdb.models import StoredAssertion
+from iotstore.db.prepared import PreparedRead
 from iotstore.keystore import KeyStore
 
 from .models import ApiKey, DeviceModel, SerialKey
@@ -67,7 +68,10 @@ def _newest_revision(
 ) -> ScalarSelect[int]:
     return (
         select(func.max(StoredAssertion.revision))
-        .where(StoredAssertion.type_name == type_name, StoredAssertion.primary_key == primary_key)
+        .where(
+            StoredAssertion.type_name == literal_column(f"'{type_name}'"),
+            StoredAssertion.primary_key == primary_key,
+        )
         .scalar_subquery()
     )
 
@@ -89,10 +93,14 @@ _ENROLMENT = (
         BrandKey.keystore_name,
         # the assertions table keys a model as "16/<brand>/<model>" (assertdb._key)
         _newest_revision(
-            "model", literal("16/") + DeviceModel.brand_id + literal("/") + DeviceModel.name
-        ),
-        _newest_revision("account-key", BrandKey.key_id),
-        _newest_revision("account", DeviceModel.brand_id),
+            "model",
+            literal_column("'16/'")
+            + DeviceModel.brand_id
+            + literal_column("'/'")
+            + DeviceModel.name,
+        ).label("model_revision"),
+        _newest_revision("account-key", BrandKey.key_id).label("key_revision"),
+        _newest_revision("account", DeviceModel.brand_id).label("account_revision"),
     )
     .join(DeviceModel, DeviceModel.id == ApiKey.model_id)
     .outerjoin(SerialKey, and_(SerialKey.model_id == DeviceModel.id, SerialKey.active))
@@ -100,23 +108,28 @@ _ENROLMENT = (
         BrandKey,
         and_(
             BrandKey.id == SerialKey.brand_key_id,
-            BrandKey.state == "active",
+            BrandKey.state == literal_column("'active'"),
             BrandKey.keystore_name.is_not(None),
         ),
     )
     .where(ApiKey.key_hash == bindparam("key_hash"))
     # the newest active serial key whose brand key is active and held, as before
     .order_by(BrandKey.id.is_(None), SerialKey.id.desc())
-    .limit(1)
+    # constants inline, not bound, and no LIMIT (its value is bound): the only
+    # parameter is key_hash, so PreparedRead runs it; the first row is the one
 )
+
+
+_ENROLMENT_READ = PreparedRead(_ENROLMENT)
 
 
 def enrolment(connection: Connection, key_hash: str) -> tuple[bool, Enrolment] | None:
     """(revoked, enrolment) of the API key with ``key_hash``, or None when there is none."""
-    row = connection.execute(_ENROLMENT, {"key_hash": key_hash}).first()
-    if row is None:
+    # on the driver's cursor (compiled once): every serial and request-id runs it
+    rows = _ENROLMENT_READ.rows(connection, {"key_hash": key_hash})
+    if not rows:
         return None
-    values: tuple[Any, ...] = tuple(row)
+    values: tuple[Any, ...] = tuple(rows[0])
     return values[0] is not None, Enrolment(*values[1:])
 
 
