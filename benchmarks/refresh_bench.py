@@ -19,7 +19,12 @@ rewritten once a minute, an identical offer recorded once per process and
 minute), so the figure is the read path. A fleet's first refresh per device
 also writes (``benchmarks.device_load`` measures that). The health endpoint
 is the app's own (``require(PUBLIC)``: a read-only database transaction and
-the thread hand-offs of its synchronous dependencies), untouched here.
+the thread hand-offs of its synchronous dependencies), untouched here. The
+refresh does all its product work each time: the device-state, catalogue,
+channel and revision reads run against the database on every request (its
+hot reads on the driver's cursor, ``iotstore.db.prepared``), in the refresh's
+own small thread pool; nothing of the answer is cached across requests except
+publisher objects (30 s).
 
 Scaling: the refresh is measured first with the installed snaps alone
 (``--installed`` x 5 = 100 revisions), then after the store grows to the

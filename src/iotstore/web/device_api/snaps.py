@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -598,37 +599,58 @@ def _offered_recently(
     )
 
 
-# The refresh's own small thread pool. In the server's shared pool, every concurrent
-# refresh is one more thread competing for the GIL, and each SQLite call releases and
-# re-takes it: under load the hand-offs, not the work, set the latency. Two threads
-# keep one refresh's database wait overlapped with another's Python work.
-_REFRESH_THREADS = 2
-_refresh_pool = ThreadPoolExecutor(_REFRESH_THREADS, thread_name_prefix="refresh")
+# The refresh's reads run in their own small thread pool. In the server's shared pool
+# every concurrent refresh is one more thread competing for the GIL, and each SQLite
+# call releases and re-takes it: under load the hand-offs, not the work, set the
+# latency. Two threads keep one refresh's database wait overlapped with another's
+# Python work; PostgreSQL's round trips wait longer, so it gets more. Inventory writes,
+# which may queue on SQLite's write lock, run in the shared pool instead: a writer
+# holding the lock never stalls the reads.
+_refresh_pools: dict[str, ThreadPoolExecutor] = {}  # by database backend
+_refresh_pool_lock = threading.Lock()
+
+
+def _pool(deployment: Deployment) -> ThreadPoolExecutor:
+    backend = deployment.database.engine.dialect.name
+    pool = _refresh_pools.get(backend)
+    if pool is None:
+        with _refresh_pool_lock:
+            pool = _refresh_pools.get(backend)
+            if pool is None:
+                threads = 2 if backend == "sqlite" else 8
+                pool = ThreadPoolExecutor(threads, thread_name_prefix="iotstore-refresh")
+                _refresh_pools[backend] = pool
+    return pool
 
 
 @snap_action_router.post("/v2/snaps/refresh")
 async def refresh(call: DeviceCallDep) -> Response:
     """snapd's snap action: install, download, refresh and fetch-assertions in one request.
 
-    The whole request runs in one thread of the refresh's own pool: the
-    answer in a read-only unit of work, then, only when something changed, the
-    device's inventory in its own short writing one.
+    The answer is computed in a read-only unit of work on one thread of the
+    refresh's pool; then, only when something changed, the device's inventory
+    is written in its own short writing one.
     """
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_refresh_pool, _refresh_call, call)
-
-
-def _refresh_call(call: DeviceCall) -> Response:
-    with call.read() as ctx:
-        caller, answer = _refresh(ctx, call.body)
+    caller, answer, response = await loop.run_in_executor(_pool(call.deployment), _answer_of, call)
     if answer.write_inventory:
         # after the read: the answer never waits on another device's inventory write for
         # long, and a failed inventory write must not fail the device's refresh
-        try:
-            _record(call.deployment, caller, answer)
-        except Exception:  # inventory is best effort: logged, never fatal to the refresh
-            log.warning("inventory write failed", exc_info=True)
-    return json_response(answer.body)
+        await run_in_threadpool(_record_logged, call.deployment, caller, answer)
+    return response
+
+
+def _answer_of(call: DeviceCall) -> tuple[Caller, _Answer, Response]:
+    with call.read() as ctx:
+        caller, answer = _refresh(ctx, call.body)
+    return caller, answer, json_response(answer.body)
+
+
+def _record_logged(deployment: Deployment, caller: Caller, answer: _Answer) -> None:
+    try:
+        _record(deployment, caller, answer)
+    except Exception:  # inventory is best effort: logged, never fatal to the refresh
+        log.warning("inventory write failed", exc_info=True)
 
 
 # -- info and find -----------------------------------------------------------------
