@@ -28,10 +28,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import anyio
-
 from iotstore.blobstore import BlobStore, FileBlobStore
 from iotstore.blobstore.testing import S3Server, join_seaweedfs
+
+from ._timing import run_async
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -83,7 +83,7 @@ def ingest(store: BlobStore, stream: Stream) -> tuple[float, int, str]:
     before = _status("VmRSS")
     _reset_peak()
     start = time.perf_counter()
-    info = anyio.run(lambda: store.put_stream(stream.achunks(), max_size=1 << 40))
+    info = run_async(store.put_stream(stream.achunks(), max_size=1 << 40))
     elapsed = time.perf_counter() - start
     growth = _status("VmHWM") - before
     assert info.size == stream.count * CHUNK
