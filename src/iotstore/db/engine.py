@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -131,6 +131,29 @@ class SqlDatabase:
                 yield session
         finally:
             session.close()
+
+    @contextmanager
+    def connection_unit(self, *, write: bool = True) -> Iterator[tuple[Session, Connection]]:
+        """One Core transaction, and an ORM session that joins it only if it is used.
+
+        :meth:`unit_of_work` without the session's begin/connection/commit work,
+        for hot paths whose statements run on the connection (the serial vault):
+        the session serves their rare paths. Same commit/rollback, read-only
+        promise and error translation as :meth:`unit_of_work`.
+        """
+        with translated_errors(), self.engine.connect() as connection:
+            if not write:
+                connection.execution_options(**{_READ_ONLY: True})
+            with connection.begin():
+                # joins the connection's transaction: its close() leaves that alone
+                session = Session(
+                    bind=connection, join_transaction_mode="rollback_only",
+                    expire_on_commit=False,
+                )  # fmt: skip
+                try:
+                    yield session, connection
+                finally:
+                    session.close()
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -17,9 +17,8 @@ registrations never queue on SQLite's write lock while a serial is signed.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -35,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from iotstore import asserts
 from iotstore.accounts.brands import BrandService
 from iotstore.assertdb import trust_database
-from iotstore.db import SqlDatabase, translated_errors
+from iotstore.db import SqlDatabase
 from iotstore.deployment import Deployment
 from iotstore.devices.errors import SigningPending
 from iotstore.devices.services import Registration, VaultService, sign_serial
@@ -102,36 +101,8 @@ def _vault(deployment: Deployment, session: Session, connection: Connection) -> 
     return VaultService(session, deployment.keystore, brands, trust, AuditLog(session), connection)
 
 
-# SqlDatabase's option for a read-only unit (SQLite: BEGIN, not BEGIN IMMEDIATE).
-_READ_ONLY = {"iotstore_read_only": True}
-
-
-@contextlib.contextmanager
-def _transaction(database: SqlDatabase, *, write: bool) -> Iterator[tuple[Session, Connection]]:
-    """One Core transaction, and an ORM session that joins it only if it is used.
-
-    What :meth:`SqlDatabase.unit_of_work` is, without the ORM session's
-    begin/connection/commit machinery, which cost the registration path as much
-    as its SQL: the vault's hot statements run on the connection; the session
-    serves the rare paths (a signing-cache miss, a retry's stored serial).
-    """
-    with translated_errors(), database.engine.connect() as connection:
-        if not write:
-            connection.execution_options(**_READ_ONLY)
-        with connection.begin():
-            # joins the connection's transaction: its close() and commit() leave that alone
-            session = Session(
-                bind=connection, join_transaction_mode="rollback_only",
-                expire_on_commit=False,
-            )  # fmt: skip
-            try:
-                yield session, connection
-            finally:
-                session.close()
-
-
 def _new_request_id(deployment: Deployment, api_key: str | None) -> str:
-    with _transaction(deployment.database, write=True) as (session, connection):
+    with deployment.database.connection_unit(write=True) as (session, connection):
         return _vault(deployment, session, connection).new_request_id(api_key)
 
 
@@ -154,15 +125,15 @@ def register_device(
        service over a transaction's session and connection.
     """
     try:
-        with _transaction(database, write=False) as unit:
+        with database.connection_unit(write=False) as unit:
             plan = vaults(*unit).check_registration(api_key, data)
         signed = sign_serial(plan)
     except _TRANSIENT_KEYSTORE_ERRORS as e:
-        with _transaction(database, write=True) as unit:
+        with database.connection_unit(write=True) as unit:
             pending = vaults(*unit).postpone_request(data, e)
         raise pending from e
     postponed: SigningPending | None = None
-    with _transaction(database, write=True) as unit:
+    with database.connection_unit(write=True) as unit:
         try:
             return vaults(*unit).record_registration(plan, signed, address)
         except SigningPending as e:
