@@ -22,9 +22,10 @@ is the app's own (``require(PUBLIC)``: a read-only database transaction and
 the thread hand-offs of its synchronous dependencies), untouched here. The
 refresh does all its product work each time: the device-state, catalogue,
 channel and revision reads run against the database on every request (its
-hot reads on the driver's cursor, ``iotstore.db.prepared``), in the refresh's
-own small thread pool; nothing of the answer is cached across requests except
-publisher objects (30 s).
+hot reads on the driver's cursor, ``iotstore.db.prepared``), on the event
+loop (SQLite; a thread hop cost more than the reads: see ``refresh`` in
+``iotstore.web.device_api.snaps``); nothing of the answer is cached across
+requests except publisher objects (30 s).
 
 Scaling: the refresh is measured first with the installed snaps alone
 (``--installed`` x 5 = 100 revisions), then after the store grows to the

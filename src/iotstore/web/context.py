@@ -186,6 +186,8 @@ def _ending_transaction(call: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(call)
         async def ending_async(**values: Any) -> Any:
             result = await call(**values)
+            if not any(isinstance(v, RequestContext) for v in values.values()):
+                return result  # nothing to commit: no thread hop (the snap action's case)
             # A commit blocks: not on the event loop. Its own limiter, as FastAPI
             # does for a dependency's exit: the transaction holds SQLite's write
             # lock (or a pooled connection), and the shared thread pool may be full

@@ -15,7 +15,6 @@ store serves the bytes (and the range) itself.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import Callable
@@ -48,7 +47,8 @@ _CHUNK = 1024 * 1024
 
 def _mac(secret: bytes, blob_key: str, expires: int, filename: str) -> str:
     message = f"download:{blob_key}:{expires}:{filename}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
+    # hmac.digest: the one-shot C path, a third of hmac.new's cost (once per offered snap)
+    return hmac.digest(secret, message, "sha256").hex()[:32]
 
 
 def download_url(
