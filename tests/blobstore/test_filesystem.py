@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -20,6 +21,30 @@ from iotstore.blobstore import BlobStorageError, FileBlobStore, FileDownload, fi
 from ._support import Counted, MiB, chunked, keys, leftovers, pattern
 
 pytestmark = pytest.mark.anyio
+
+
+class RefusingDirectOs(ModuleType):
+    """The ``os`` module of a file system that refuses O_DIRECT, at open or at write."""
+
+    def __init__(self, *, at_open: bool) -> None:
+        super().__init__("os")
+        self.at_open = at_open
+        self.refused = 0
+
+    def open(self, path: Path, flags: int, mode: int = 0o777) -> int:
+        if self.at_open and flags & os.O_DIRECT:
+            self.refused += 1
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return os.open(path, flags, mode)
+
+    def writev(self, fd: int, buffers: list[object]) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            self.refused += 1
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return os.writev(fd, buffers)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
 
 
 class FailingOs(ModuleType):
@@ -169,9 +194,64 @@ async def test_read_errors_are_wrapped(
         file_store.read_range(key, 0, 4)
 
 
-@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, MiB + 1, 9 * MiB + 12345])
+@pytest.mark.parametrize(
+    "size", [0, 1, 4095, 4096, 4097, MiB + 1, 4 * MiB - 1, 4 * MiB, 8 * MiB + 1, 9 * MiB + 12345]
+)
 async def test_every_size_with_odd_chunks(file_store: FileBlobStore, size: int) -> None:
     data = pattern(size, seed=size)
     info = await file_store.put_stream(chunked(data, 50_000), max_size=size)
     assert file_store.path(info.key).read_bytes() == data
     assert info.sha3_384 == hashlib.sha3_384(data).digest()
+
+
+needs_o_direct = pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="Linux only")
+
+
+@needs_o_direct
+async def test_uploads_bypass_the_page_cache(
+    file_store: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flags: list[int] = []
+    real_open = os.open
+
+    class Recording(ModuleType):
+        def open(self, path: Path, mode_flags: int, mode: int = 0o777) -> int:
+            flags.append(mode_flags)
+            return real_open(path, mode_flags, mode)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+    monkeypatch.setattr(filesystem, "os", Recording("os"))
+    data = pattern(6 * MiB + 7)
+    info = await file_store.put_stream(chunked(data, 100_000), max_size=len(data))
+    assert any(f & os.O_DIRECT for f in flags)
+    assert file_store.path(info.key).read_bytes() == data
+
+
+@needs_o_direct
+@pytest.mark.parametrize("at_open", [True, False], ids=["refused-at-open", "refused-at-write"])
+@pytest.mark.parametrize("size", [3, 4 * MiB, 9 * MiB + 5])
+async def test_a_file_system_refusing_direct_io_gets_buffered_writes(
+    file_store: FileBlobStore, monkeypatch: pytest.MonkeyPatch, at_open: bool, size: int
+) -> None:
+    refusing = RefusingDirectOs(at_open=at_open)
+    monkeypatch.setattr(filesystem, "os", refusing)
+    data = pattern(size, seed=size)
+    info = await file_store.put_stream(chunked(data, 70_000), max_size=size)
+    monkeypatch.undo()
+    assert file_store.path(info.key).read_bytes() == data
+    assert info.sha3_384 == hashlib.sha3_384(data).digest()
+    # refused once (at open, or at the first full block), never again for this upload
+    assert refusing.refused == (1 if at_open or size >= 4 * MiB else 0)
+    assert not any(p.name.startswith(".upload-") for p in file_store.root.rglob("*"))
+
+
+@needs_o_direct
+def test_put_file_with_direct_writes(file_store: FileBlobStore, tmp_path: Path) -> None:
+    source = tmp_path / "x.snap"
+    data = pattern(4 * MiB + 4097)
+    source.write_bytes(data)
+    info = file_store.put_file(source)
+    assert file_store.path(info.key).read_bytes() == data
+    assert info.size == len(data)
