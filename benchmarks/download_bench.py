@@ -4,12 +4,16 @@ Run: ``.venv/bin/python -m benchmarks.download_bench [--size-mib 64] [--seconds 
 [--connections 4] [--workers 1]``
 
 A snap-sized blob goes into a fresh deployment's file blob store; ``iotstore
-serve`` answers the signed download URL snap action hands out, and nginx
-(Debian's, its own configuration in a temporary directory) serves the very
-same file (one worker process per core, sendfile on). ``wrk`` reads each
-for ``--seconds`` with the same connections; the figure is iotstore's
-bytes/s divided by nginx's (goal >= 0.8). A ranged read (``Range: bytes=N-``,
-snapd resuming) is checked for the right bytes.
+serve --download-port`` answers the signed download URL snap action hands
+out on both its paths: the download listener (sendfile(2),
+``web/download_listener.py``: the figure) and the main port (ASGI
+``pathsend``: granian reads the file in Rust and writes its buffers, which is
+what a server without ``--download-port`` does). nginx (Debian's, its own
+configuration in a temporary directory) serves the very same file (one
+worker process per core, sendfile on). ``wrk`` reads each for ``--seconds``
+with the same connections; the figure is iotstore's bytes/s divided by
+nginx's (goal >= 0.8). A ranged read (``Range: bytes=N-``, snapd resuming)
+is checked for the right bytes on both paths.
 """
 
 from __future__ import annotations
@@ -117,14 +121,15 @@ http {{
 
 @dataclass
 class Figures:
-    """Bytes per second of both servers."""
+    """Bytes per second of iotstore's two paths and of nginx."""
 
-    iotstore: float
+    iotstore: float  # the download listener (sendfile)
+    main_port: float  # pathsend on the main port
     nginx: float
 
     @property
     def ratio(self) -> float:
-        """iotstore over nginx."""
+        """iotstore's download listener over nginx."""
         return self.iotstore / self.nginx
 
 
@@ -145,18 +150,26 @@ def run(base: Path, *, size: int, seconds: float, connections: int, workers: int
     )
     secret = deployment.secret
     deployment.close()
-    url = download_url(server.url, secret, info.key, "bench_1.snap")
+    listener = f"127.0.0.1:{free_port()}"
+    urls = [
+        download_url(base_url, secret, info.key, "bench_1.snap")
+        for base_url in (f"http://{listener}", server.url)
+    ]
     stored = blobs.path(info.key)
-    with serving(server, workers, base / "server.log"):
-        whole = httpx.get(url, timeout=120)
-        assert whole.status_code == 200 and len(whole.content) == size
-        part = httpx.get(url, headers={"Range": f"bytes={size // 2}-"}, timeout=120)
-        assert part.status_code == 206 and part.content == whole.content[size // 2 :]
-        ours = wrk_bytes_per_second(url, seconds, connections)
+    rates = []
+    extra = {"IOTSTORE_DOWNLOAD_LISTEN": listener}
+    with serving(server, workers, base / "server.log", extra):
+        for url in urls:
+            whole = httpx.get(url, timeout=120)
+            assert whole.status_code == 200 and len(whole.content) == size
+            part = httpx.get(url, headers={"Range": f"bytes={size // 2}-"}, timeout=120)
+            assert part.status_code == 206 and part.content == whole.content[size // 2 :]
+            del whole, part
+            rates.append(wrk_bytes_per_second(url, seconds, connections))
     (base / "nginx").mkdir()
     with nginx(base / "nginx", stored) as nginx_url:
         theirs = wrk_bytes_per_second(nginx_url, seconds, connections)
-    return Figures(ours, theirs)
+    return Figures(rates[0], rates[1], theirs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,9 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     mib = 1 << 20
     print(f"file: {args.size_mib} MiB, {args.connections} connections, {args.seconds:.0f} s each")
-    print(f"iotstore serve (signed download URL): {figures.iotstore / mib:9.1f} MiB/s")
-    print(f"nginx, same file:                     {figures.nginx / mib:9.1f} MiB/s")
-    print(f"ratio iotstore / nginx: {figures.ratio:.2f} (goal >= 0.8)")
+    print(f"iotstore download listener (sendfile): {figures.iotstore / mib:9.1f} MiB/s")
+    print(f"iotstore main port (pathsend):         {figures.main_port / mib:9.1f} MiB/s")
+    print(f"nginx, same file:                      {figures.nginx / mib:9.1f} MiB/s")
+    print(f"ratio iotstore / nginx: {figures.ratio:.2f} (goal >= 0.8); "
+          f"main port / nginx: {figures.main_port / figures.nginx:.2f}")  # fmt: skip
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 __all__ = [
     "BlobSettings",
@@ -94,6 +95,21 @@ class Settings:
     # largest snap an upload may carry (bytes)
     max_snap_bytes: int = 4 * 1024**3
     keystore: KeystoreSettings = field(default_factory=KeystoreSettings)
+    # the sendfile download listener (web/download_listener.py): where it listens, and
+    # the base URL the snap action's download URLs then use
+    download_listen: tuple[str, int] | None = None
+    download_url: str | None = None
+
+    @property
+    def download_base_url(self) -> str:
+        """Where download URLs point: the listener's URL when there is one, else the base URL."""
+        if self.download_url:
+            return self.download_url
+        if self.download_listen is not None:
+            host = urlsplit(self.base_url).hostname or "127.0.0.1"
+            bracketed = f"[{host}]" if ":" in host else host
+            return f"http://{bracketed}:{self.download_listen[1]}"
+        return self.base_url
 
     @property
     def resolved_database_url(self) -> str:
@@ -162,8 +178,14 @@ class Settings:
                 pkcs11_token=env["IOTSTORE_PKCS11_TOKEN"],
                 pkcs11_pin=env["IOTSTORE_PKCS11_PIN"],
             )
+        download_url = env.get("IOTSTORE_DOWNLOAD_URL", "").rstrip("/") or None
+        if download_url is not None and not download_url.startswith(("http://", "https://")):
+            raise SettingsError("IOTSTORE_DOWNLOAD_URL must be an http(s) URL")
+        listen = env.get("IOTSTORE_DOWNLOAD_LISTEN") or None
         return cls(
             data_dir=data_dir,
+            download_listen=_listen_address(listen) if listen else None,
+            download_url=download_url,
             keystore=keys,
             blobs=blobs,
             max_snap_bytes=_int(env, "IOTSTORE_MAX_SNAP_BYTES", 4 * 1024**3),
@@ -174,6 +196,14 @@ class Settings:
             max_body_bytes=_int(env, "IOTSTORE_MAX_BODY_BYTES", 1024 * 1024),
             development=env.get("IOTSTORE_DEVELOPMENT", "") == "1",
         )
+
+
+def _listen_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as a pair."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"IOTSTORE_DOWNLOAD_LISTEN must be HOST:PORT, not {value!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -17,6 +17,14 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
     demo: Annotated[bool, typer.Option(help="Seed the demo brand on first start.")] = True,
+    download_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also serve snap downloads on this port with sendfile(2), near a static "
+            "file server's speed; download URLs then point there (IOTSTORE_DOWNLOAD_URL "
+            "overrides the URL, for a proxy in front)."
+        ),
+    ] = None,
 ) -> None:
     """Run the store (embedded default: SQLite and files under the data directory)."""
     # imported here, not at the top: the web app, the database and the server cost every
@@ -32,6 +40,10 @@ def serve(
     url = os.environ.get("IOTSTORE_BASE_URL") or f"http://{host}:{port}"
     os.environ["IOTSTORE_BASE_URL"] = url
     os.environ["IOTSTORE_DATA_DIR"] = str(Path(data_dir).resolve())
+    if download_port is not None:
+        # read by every server process: each listens there too (SO_REUSEPORT)
+        bracketed = f"[{host}]" if ":" in host else host
+        os.environ["IOTSTORE_DOWNLOAD_LISTEN"] = f"{bracketed}:{download_port}"
     if not Deployment.exists(data_dir):
         Deployment.init(data_dir).close()
         typer.echo(f"initialised a new deployment in {data_dir}")
@@ -43,6 +55,8 @@ def serve(
     finally:
         deployment.close()
     typer.echo(f"iotstore listening on {url} (root account {deployment.root.account_id})")
+    if download_port is not None:
+        typer.echo(f"snap downloads on {deployment.settings.download_base_url}")
     Server(
         "iotstore.web.app:app_from_env",
         address=host,

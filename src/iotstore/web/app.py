@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -17,6 +19,7 @@ from .admin_api import brands, invitations, members, stores, system, tokens, vau
 from .admin_api import snaps as admin_snaps
 from .context import end_transactions_before_serialisation
 from .dashboard import install as install_dashboard
+from .download_listener import download_listener
 from .errors import install_error_handlers
 from .limits import BodyLimit
 from .publisher_api import account as publisher_account
@@ -25,6 +28,14 @@ from .publisher_api import sso as publisher_sso
 from .publisher_api import storage as publisher_storage
 
 __all__ = ["app_from_env", "create_app"]
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # orphaned snap files swept hourly (web/_sweeper.py); the sendfile download
+    # listener when configured (web/download_listener.py)
+    async with blob_sweeper(app), download_listener(app):
+        yield
 
 
 def create_app(settings: Settings, deployment: Deployment | None = None) -> FastAPI:
@@ -41,7 +52,7 @@ def create_app(settings: Settings, deployment: Deployment | None = None) -> Fast
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
         redoc_url=None,
-        lifespan=blob_sweeper,  # orphaned snap files, hourly (web/_sweeper.py)
+        lifespan=_lifespan,
     )
     app.state.deployment = deployment
     app.state.settings = settings

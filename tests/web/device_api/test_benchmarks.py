@@ -18,7 +18,7 @@ def test_refresh_bench_small(tmp_path: Path) -> None:
 
 def test_download_bench_small(tmp_path: Path) -> None:
     figures = download_bench.run(tmp_path, size=1 << 20, seconds=1, connections=2, workers=1)
-    assert figures.iotstore > 0 and figures.nginx > 0
+    assert figures.iotstore > 0 and figures.main_port > 0 and figures.nginx > 0
 
 
 @pytest.mark.parametrize("mode", ["embedded", "scale-out"])

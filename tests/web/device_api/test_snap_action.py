@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -506,3 +507,15 @@ def test_a_repeated_offer_is_recorded_once(
     assert events() == [
         ("installed", hello["stable"]), ("installed", hello["beta"]), ("offered", hello["beta"]),
     ]  # fmt: skip
+
+
+def test_download_urls_point_at_the_listener_when_one_is_configured(
+    device: Device, hello: dict[str, Any], world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listening = dataclasses.replace(world.deployment.settings, download_listen=("0.0.0.0", 8001))
+    monkeypatch.setattr(world.deployment, "settings", listening)
+    (result,) = action(device, {"actions": [install(hello["name"])]}).json()["results"]
+    url = httpx.URL(result["snap"]["download"]["url"])
+    assert (url.scheme, url.host, url.port) == ("http", "testserver", 8001)
+    # the same signed path: the main route serves it too (the listener's own tests serve it there)
+    assert device.client.get(url.raw_path.decode()).status_code == 200

@@ -6,11 +6,13 @@ action only hands out URLs for revisions the caller may install. The URL
 carries the blob key, an expiry and an HMAC under the deployment secret, so
 serving it needs no database and any app process can check it.
 
-On the embedded default the file goes out through the server's zero-copy
-path (ASGI ``pathsend``: granian ``sendfile``) without Python touching the
-bytes; ranges (``Range: bytes=N-`` when snapd resumes) are read in large
-chunks. With S3 the answer is a redirect to a presigned URL and the object
-store serves the bytes (and the range) itself.
+On the embedded default the file goes out through the server's file path
+(ASGI ``pathsend``: granian reads and sends it in Rust) without Python
+touching the bytes; ranges (``Range: bytes=N-`` when snapd resumes) are read
+in large chunks. The download listener (``web/download_listener.py``) serves
+the same URLs with sendfile(2) when configured. With S3 the answer is a
+redirect to a presigned URL and the object store serves the bytes (and the
+range) itself.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 from iotstore.blobstore import (
     BlobNotFound,
     BytesDownload,
+    DownloadPlan,
     FileDownload,
     InvalidBlobKey,
     RangeNotSatisfiable,
@@ -37,9 +40,10 @@ from iotstore.deployment import Deployment
 from iotstore.errors import NotFound
 from iotstore.stores.permissions import Permission
 
-__all__ = ["URL_LIFETIME", "download_url", "router"]
+__all__ = ["PREFIX", "URL_LIFETIME", "download_url", "plan_download", "router"]
 
-router = APIRouter(prefix="/download", tags=["device store"])
+PREFIX = "/download/"
+router = APIRouter(prefix=PREFIX.rstrip("/"), tags=["device store"])
 
 URL_LIFETIME = 6 * 3600  # seconds; snapd downloads right after snap action
 _CHUNK = 1024 * 1024
@@ -59,7 +63,7 @@ def download_url(
     # which caches (and the load test's consistency checks) like
     expires = (int((now or time.time()) + URL_LIFETIME) // 3600 + 1) * 3600
     token = f"{blob_key}.{expires}.{_mac(secret, blob_key, expires, filename)}"
-    return f"{base_url.rstrip('/')}/download/{token}/{filename}"
+    return f"{base_url.rstrip('/')}{PREFIX}{token}/{filename}"
 
 
 def _check(secret: bytes, token: str, filename: str) -> str:
@@ -71,6 +75,17 @@ def _check(secret: bytes, token: str, filename: str) -> str:
     if not hmac.compare_digest(expected, mac) or int(expires_text) < time.time():
         raise NotFound("no such download (the link may have expired: ask the store again)")
     return blob_key
+
+
+def plan_download(
+    deployment: Deployment, token: str, filename: str, range_header: str | None
+) -> DownloadPlan:
+    """What answers a signed download URL; raise NotFound, or RangeNotSatisfiable (416)."""
+    blob_key = _check(deployment.secret, token, filename)
+    try:
+        return deployment.blobs.download(blob_key, range_header=range_header, filename=filename)
+    except (BlobNotFound, InvalidBlobKey) as e:
+        raise NotFound("no such download") from e
 
 
 def _deployment(request: Request) -> Deployment:
@@ -134,13 +149,8 @@ async def download(
     deployment: DeploymentDep, request: Request, token: str, filename: str
 ) -> Response:
     """Serve a snap file for a signed download URL (whole, or one range)."""
-    blob_key = _check(deployment.secret, token, filename)
     try:
-        plan = deployment.blobs.download(
-            blob_key, range_header=request.headers.get("range"), filename=filename
-        )
-    except (BlobNotFound, InvalidBlobKey) as e:
-        raise NotFound("no such download") from e
+        plan = plan_download(deployment, token, filename, request.headers.get("range"))
     except RangeNotSatisfiable as e:
         return Response(status_code=416, headers={"Content-Range": f"bytes */{e.size}"})
     head = request.method == "HEAD"

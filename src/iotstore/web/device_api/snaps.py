@@ -161,7 +161,9 @@ def snap_object(
         "created-at": asserts.format_time(rev.created_at),
         "description": str(details.get("description", "")),
         "download": {
-            "url": download_url(settings.base_url, deployment.secret, rev.blob_key, filename),
+            "url": download_url(
+                settings.download_base_url, deployment.secret, rev.blob_key, filename
+            ),
             "size": rev.size,
             "sha3-384": rev.sha3_384,
             "deltas": [],
