@@ -41,21 +41,35 @@ def listening(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listening]:
     source = base / "hello.snap"
     source.write_bytes(data)
     key = deployment.blobs.put_file(source).key
+    # the listener's loop runs in its own thread: a pytest worker that ran a browser test
+    # keeps Playwright's loop running in its main thread, where no other loop may run
     loop = asyncio.new_event_loop()
-    server = loop.run_until_complete(DownloadListener(deployment).start("127.0.0.1", 0))
-    port = server.sockets[0].getsockname()[1]
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    url = download_url(f"http://127.0.0.1:{port}", deployment.secret, key, "hello_1.snap")
     try:
+        server = asyncio.run_coroutine_threadsafe(
+            DownloadListener(deployment).start("127.0.0.1", 0), loop
+        ).result(30)
+        port = server.sockets[0].getsockname()[1]
+        url = download_url(f"http://127.0.0.1:{port}", deployment.secret, key, "hello_1.snap")
         yield Listening(deployment, url, port, data, httpx.URL(url).raw_path.decode())
+        asyncio.run_coroutine_threadsafe(_close(server), loop).result(30)
     finally:
-        loop.call_soon_threadsafe(server.close)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
-        loop.run_until_complete(server.wait_closed())
         loop.close()
         deployment.close()
+
+
+async def _close(server: asyncio.Server) -> None:
+    """Stop listening and end the connections still open (their handlers are tasks)."""
+    server.close()
+    await server.wait_closed()
+    current = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not current]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 def raw_exchange(port: int, request: bytes, timeout: float = 10.0) -> bytes:
