@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -38,6 +37,7 @@ from iotstore.deployment import Deployment
 from iotstore.errors import NotFound
 
 from .device_api.downloads import PREFIX, plan_download
+from .errors import error_response
 
 __all__ = ["DownloadListener", "download_listener"]
 
@@ -71,67 +71,71 @@ class DownloadListener:
         )
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADERS)
+        await _Connection(self.deployment, reader, writer).serve()
+
+
+class _Connection:
+    """One client connection: its requests one after the other, as h11 frames them."""
+
+    def __init__(
+        self, deployment: Deployment, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.deployment = deployment
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADERS)
+
+    async def serve(self) -> None:
+        """Answer requests until the client or HTTP/1.1 ends the connection; then close it."""
         try:
-            while await self._one_exchange(conn, reader, writer):
-                conn.start_next_cycle()
+            while await self._one_exchange():
+                self.h11.start_next_cycle()
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client went away or idled: nothing to answer
         except Exception:  # never leave a connection hanging on a bug; log it once
             log.exception("download listener failed")
         finally:
-            writer.close()
+            self.writer.close()
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                await self.writer.wait_closed()
 
-    async def _next_event(
-        self, conn: h11.Connection, reader: asyncio.StreamReader
-    ) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+    async def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         while True:
-            event = conn.next_event()
+            event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            data = await asyncio.wait_for(reader.read(_READ), _IDLE_SECONDS)
-            conn.receive_data(data)  # b"" is the end of the stream
+            data = await asyncio.wait_for(self.reader.read(_READ), _IDLE_SECONDS)
+            self.h11.receive_data(data)  # b"" is the end of the stream
 
-    async def _one_exchange(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bool:
+    async def _one_exchange(self) -> bool:
         """Answer one request; return whether the connection can carry another."""
         try:
-            event = await self._next_event(conn, reader)
+            event = await self._next_event()
             if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return False
             assert isinstance(event, h11.Request)
             # a download request has no body; drain whatever came (h11 frames it)
-            while not isinstance(ended := await self._next_event(conn, reader), h11.EndOfMessage):
+            while not isinstance(ended := await self._next_event(), h11.EndOfMessage):
                 if isinstance(ended, h11.ConnectionClosed):
                     return False
         except h11.RemoteProtocolError as e:
-            await self._send_error(conn, writer, e.error_status_hint, "bad-request", str(e))
+            await self._send_error(e.error_status_hint, "bad-request", str(e))
             return False
         method = event.method.decode("ascii", "replace")
         target = event.target.decode("ascii", "replace")
         # h11 lower-cases header names
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers}
-        await self._answer(conn, writer, method, target, headers)
-        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        await self._answer(method, target, headers)
+        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
-    async def _answer(
-        self,
-        conn: h11.Connection,
-        writer: asyncio.StreamWriter,
-        method: str,
-        target: str,
-        headers: dict[str, str],
-    ) -> None:
+    async def _answer(self, method: str, target: str, headers: dict[str, str]) -> None:
         if method not in ("GET", "HEAD"):
-            await self._send_error(conn, writer, 405, "method-not-allowed", "GET or HEAD only")
+            await self._send_error(405, "method-not-allowed", "GET or HEAD only")
             return
         path = target.split("?", 1)[0]
         token, slash, filename = path.removeprefix(PREFIX).partition("/")
         if not path.startswith(PREFIX) or not slash or "/" in filename:
-            await self._send_error(conn, writer, 404, "not-found", "no such download")
+            await self._send_error(404, "not-found", "no such download")
             return
         try:
             # stat() of one file, or an S3 presign: short enough for the event loop
@@ -139,75 +143,60 @@ class DownloadListener:
                 self.deployment, unquote(token), unquote(filename), headers.get("range")
             )
         except RangeNotSatisfiable as e:
-            await self._send(conn, writer, 416, [("Content-Range", f"bytes */{e.size}")], b"")
+            await self._send(416, [("Content-Range", f"bytes */{e.size}")], b"")
             return
         except NotFound as e:
-            await self._send_error(conn, writer, 404, e.code, e.message)
+            await self._send_error(404, e.code, e.message)
             return
         head = method == "HEAD"
         if isinstance(plan, FileDownload):
-            await self._send_file(conn, writer, plan, head)
+            await self._send_file(plan, head)
         elif isinstance(plan, RedirectDownload):
-            await self._send(conn, writer, plan.status, list(plan.headers.items()), b"")
+            await self._send(plan.status, list(plan.headers.items()), b"")
         else:
             assert isinstance(plan, BytesDownload)
-            body = b"" if head else plan.body
-            await self._send(conn, writer, plan.status, list(plan.headers.items()), body)
+            await self._send(plan.status, list(plan.headers.items()), b"" if head else plan.body)
 
-    async def _send_file(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, plan: FileDownload, head: bool
-    ) -> None:
+    async def _send_file(self, plan: FileDownload, head: bool) -> None:
         try:
             # opened before the headers go: a file deleted since the plan is a clean 404
             f = await asyncio.to_thread(open, plan.path, "rb")
         except OSError:
-            await self._send_error(conn, writer, 404, "not-found", "no such download")
+            await self._send_error(404, "not-found", "no such download")
             return
         with f:
             headers = list(plan.headers.items())
-            writer.write(conn.send(h11.Response(status_code=plan.status, headers=headers)))
+            self.writer.write(self.h11.send(h11.Response(status_code=plan.status, headers=headers)))
             if not head and plan.length:
                 # h11 counts the body against Content-Length without holding it
                 body = h11.Data(data=_Sized(plan.length))  # type: ignore[arg-type]
-                for part in conn.send_with_data_passthrough(body) or ():
+                for part in self.h11.send_with_data_passthrough(body) or ():
                     if not isinstance(part, _Sized):
-                        writer.write(part)
-                await writer.drain()
+                        self.writer.write(part)
+                await self.writer.drain()
                 loop = asyncio.get_running_loop()
-                sent = await loop.sendfile(writer.transport, f, plan.offset, plan.length)
+                sent = await loop.sendfile(self.writer.transport, f, plan.offset, plan.length)
                 if sent != plan.length:  # the file shrank under us: end the connection short
                     raise ConnectionError("file shorter than planned")
-            writer.write(conn.send(h11.EndOfMessage()))
-            await writer.drain()
+            self.writer.write(self.h11.send(h11.EndOfMessage()))
+            await self.writer.drain()
 
-    async def _send(
-        self,
-        conn: h11.Connection,
-        writer: asyncio.StreamWriter,
-        status: int,
-        headers: list[tuple[str, str]],
-        body: bytes,
-    ) -> None:
+    async def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         if not any(name.lower() == "content-length" for name, _ in headers):
             headers = [*headers, ("Content-Length", str(len(body)))]
-        writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
+        self.writer.write(self.h11.send(h11.Response(status_code=status, headers=headers)))
         if body:
-            writer.write(conn.send(h11.Data(data=body)))
-        writer.write(conn.send(h11.EndOfMessage()))
-        await writer.drain()
+            self.writer.write(self.h11.send(h11.Data(data=body)))
+        self.writer.write(self.h11.send(h11.EndOfMessage()))
+        await self.writer.drain()
 
-    async def _send_error(
-        self,
-        conn: h11.Connection,
-        writer: asyncio.StreamWriter,
-        status: int,
-        code: str,
-        message: str,
-    ) -> None:
-        body = json.dumps({"error-list": [{"code": code, "message": message}]}).encode()
+    async def _send_error(self, status: int, code: str, message: str) -> None:
+        # the main route's error for the same path: snapd's error-list shape
+        response = error_response(status, code, message, path=PREFIX)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers]
         # too early or too late in the exchange to answer: the connection just closes
         with contextlib.suppress(h11.LocalProtocolError):
-            await self._send(conn, writer, status, [("Content-Type", "application/json")], body)
+            await self._send(status, headers, bytes(response.body))
 
 
 @contextlib.asynccontextmanager
