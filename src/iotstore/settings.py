@@ -20,6 +20,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "SmtpSettings",
+    "host_port",
 ]
 
 
@@ -107,8 +108,7 @@ class Settings:
             return self.download_url
         if self.download_listen is not None:
             host = urlsplit(self.base_url).hostname or "127.0.0.1"
-            bracketed = f"[{host}]" if ":" in host else host
-            return f"http://{bracketed}:{self.download_listen[1]}"
+            return f"http://{host_port(host, self.download_listen[1])}"
         return self.base_url
 
     @property
@@ -196,6 +196,11 @@ class Settings:
             max_body_bytes=_int(env, "IOTSTORE_MAX_BODY_BYTES", 1024 * 1024),
             development=env.get("IOTSTORE_DEVELOPMENT", "") == "1",
         )
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as URLs and IOTSTORE_DOWNLOAD_LISTEN write it (``[::1]:port`` for IPv6)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _listen_address(value: str) -> tuple[str, int]:

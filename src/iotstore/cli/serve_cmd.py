@@ -35,15 +35,14 @@ def serve(
 
     from iotstore.demo import seed_demo  # noqa: PLC0415
     from iotstore.deployment import Deployment  # noqa: PLC0415
-    from iotstore.settings import Settings  # noqa: PLC0415
+    from iotstore.settings import Settings, host_port  # noqa: PLC0415
 
     url = os.environ.get("IOTSTORE_BASE_URL") or f"http://{host}:{port}"
     os.environ["IOTSTORE_BASE_URL"] = url
     os.environ["IOTSTORE_DATA_DIR"] = str(Path(data_dir).resolve())
     if download_port is not None:
         # read by every server process: each listens there too (SO_REUSEPORT)
-        bracketed = f"[{host}]" if ":" in host else host
-        os.environ["IOTSTORE_DOWNLOAD_LISTEN"] = f"{bracketed}:{download_port}"
+        os.environ["IOTSTORE_DOWNLOAD_LISTEN"] = host_port(host, download_port)
     if not Deployment.exists(data_dir):
         Deployment.init(data_dir).close()
         typer.echo(f"initialised a new deployment in {data_dir}")

@@ -195,15 +195,13 @@ def snap_object(
 
 def _str(entry: dict[str, Any], name: str, *, required: bool = False) -> str | None:
     value = entry.get(name)
-    if type(value) is str and len(value) <= 256:
-        return value  # the common case first: every action has several
+    if isinstance(value, str) and len(value) <= 256:
+        return value
     if value is None:
         if required:
             raise InvalidInput(f"{name!r} is required", field=name)
         return None
-    if not isinstance(value, str) or len(value) > 256:
-        raise InvalidInput(f"{name!r} must be a string", field=name)
-    return value
+    raise InvalidInput(f"{name!r} must be a string", field=name)
 
 
 def _int(entry: dict[str, Any], name: str) -> int | None:
@@ -610,20 +608,8 @@ def _offered_recently(
 # own pool, where eight threads overlap those waits without competing with the shared
 # pool. Inventory writes, which may queue on SQLite's write lock, always run in the
 # shared pool: a writer holding the lock never stalls the reads.
-_refresh_pools: dict[str, ThreadPoolExecutor] = {}  # by database backend (not SQLite)
-_refresh_pool_lock = threading.Lock()
-
-
-def _pool(deployment: Deployment) -> ThreadPoolExecutor:
-    backend = deployment.database.engine.dialect.name
-    pool = _refresh_pools.get(backend)
-    if pool is None:
-        with _refresh_pool_lock:
-            pool = _refresh_pools.get(backend)
-            if pool is None:
-                pool = ThreadPoolExecutor(8, thread_name_prefix="iotstore-refresh")
-                _refresh_pools[backend] = pool
-    return pool
+# (ThreadPoolExecutor starts its threads on first use: none on SQLite)
+_refresh_pool = ThreadPoolExecutor(8, thread_name_prefix="iotstore-refresh")
 
 
 @snap_action_router.post("/v2/snaps/refresh")
@@ -638,9 +624,7 @@ async def refresh(call: DeviceCallDep) -> Response:
         caller, answer, response = _answer_of(call)
     else:
         loop = asyncio.get_running_loop()
-        caller, answer, response = await loop.run_in_executor(
-            _pool(call.deployment), _answer_of, call
-        )
+        caller, answer, response = await loop.run_in_executor(_refresh_pool, _answer_of, call)
     if answer.write_inventory:
         # after the read: the answer never waits on another device's inventory write for
         # long, and a failed inventory write must not fail the device's refresh
