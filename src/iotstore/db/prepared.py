@@ -25,8 +25,6 @@ from sqlalchemy.exc import DBAPIError
 
 __all__ = ["PreparedRead"]
 
-_Processor = Callable[[Any], Any] | None
-
 
 class _Compiled:
     """One statement compiled for one dialect."""
@@ -36,20 +34,22 @@ class _Compiled:
         self.sql = compiled.string
         self.positional = dialect.paramstyle == "qmark"
         self.names: list[str] = list(compiled.positiontup or []) if self.positional else []
-        self.expanding = {name for name, bind in compiled.binds.items() if bind.expanding}
+        # sorted once: the cache key of the rendered SQL is their lengths, in this order
+        self.expanding = tuple(sorted(n for n, bind in compiled.binds.items() if bind.expanding))
         self.usable = dialect.paramstyle in ("qmark", "pyformat") and all(
             bind.type._cached_bind_processor(dialect) is None for bind in compiled.binds.values()
         )
         self.types = [col[3] for col in compiled._result_columns]
-        self.processors: list[_Processor] | None = None
+        # (column index, result processor) of the columns that need one; set on first use
+        self.conversions: list[tuple[int, Callable[[Any], Any]]] | None = None
         self.by_lengths: dict[tuple[int, ...], str] = {}
 
     def sql_for(self, params: Mapping[str, Any]) -> str:
-        lengths = tuple(len(params[name]) for name in sorted(self.expanding))
+        lengths = tuple(len(params[name]) for name in self.expanding)
         sql = self.by_lengths.get(lengths)
         if sql is None:
             sql = self.sql
-            for name, n in zip(sorted(self.expanding), lengths, strict=True):
+            for name, n in zip(self.expanding, lengths, strict=True):
                 if self.positional:
                     marks = ", ".join("?" * n)
                 else:
@@ -120,19 +120,19 @@ class PreparedRead:
                 raise DBAPIError.instance(
                     sql, arguments, e, dialect.loaded_dbapi.Error, dialect=dialect
                 ) from e
-            processors = compiled.processors
-            if processors is None:
+            convert = compiled.conversions
+            if convert is None:
                 description = cursor.description or []
                 processors = [
                     type_._cached_result_processor(dialect, column[1])
                     for type_, column in zip(compiled.types, description, strict=True)
                 ]
-                compiled.processors = processors
+                # most columns need no conversion: touch only those that do
+                convert = [(i, p) for i, p in enumerate(processors) if p is not None]
+                compiled.conversions = convert
         finally:
             cursor.close()
         make = self._row._make
-        # most columns need no conversion: touch only those that do
-        convert = [(i, p) for i, p in enumerate(processors) if p is not None]
         if not convert:
             return [make(r) for r in fetched]
         out = []
