@@ -34,6 +34,8 @@ class RefusingDirectOs(ModuleType):
     def open(self, path: Path, flags: int, mode: int = 0o777) -> int:
         if self.at_open and flags & os.O_DIRECT:
             self.refused += 1
+            # as Linux does (tmpfs before 6.6): the file is created, then O_DIRECT refused
+            os.close(os.open(path, flags & ~os.O_DIRECT, mode))
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         return os.open(path, flags, mode)
 

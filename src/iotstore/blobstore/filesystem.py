@@ -94,7 +94,9 @@ class _FileSink:
             except OSError as e:
                 if not _O_DIRECT or e.errno != errno.EINVAL:
                     raise
-                self._fd = os.open(self._tmp, flags, _FILE_MODE)
+                # Linux refuses O_DIRECT only after creating the file (tmpfs before 6.6):
+                # it is ours and empty, so open it again without O_EXCL
+                self._fd = os.open(self._tmp, (flags & ~os.O_EXCL) | os.O_TRUNC, _FILE_MODE)
             else:
                 if _O_DIRECT:
                     self._stage = mmap.mmap(-1, _STAGE)  # anonymous: page-aligned
