@@ -73,9 +73,11 @@ from iotstore.accounts import RootAuthority, adopt_root
 from iotstore.accounts.brands import BrandService
 from iotstore.assertdb import trust_database
 from iotstore.db import SqlDatabase
+from iotstore.db.prepared import PreparedStatement
 from iotstore.demo import seed_demo
 from iotstore.deployment import Deployment
 from iotstore.devices.models import SigningLogEntry
+from iotstore.devices.registration import DeviceRegistrar
 from iotstore.devices.services import NONCE_LIFETIME, VaultService
 from iotstore.keystore import (
     EncryptedKeyStore,
@@ -694,9 +696,11 @@ class Phases:
         self._wrap(StoreSigner, "sign_digest", "RSA-4096 signature (key store)")
         self._wrap(keystore, "signer", "key store: look up the serial key")
         self._wrap(asserts, "encode_stream", "encode streams (answer; model fast path)")
-        self._wrap(VaultService, "_enrolment", "API key, policy, signer revisions (1 query)")
-        self._wrap(VaultService, "_decide", "device row decisions")
-        self._wrap(VaultService, "_issue", "issue: device, serial, log rows (Core)")
+        self._wrap(DeviceRegistrar, "_enrolment", "API key, policy, signer revisions (1 query)")
+        self._wrap(DeviceRegistrar, "_decide", "device row decisions")
+        self._wrap(DeviceRegistrar, "_issue", "issue: device, serial, log rows")
+        self._wrap(PreparedStatement, "_run", "prepared statements (SQL on the driver's cursor)")
+        self._wrap(SqlDatabase, "_driver_sql", "driver units: BEGIN and COMMIT")
         self._wrap(Connection, "_commit_impl", "COMMIT")
         self._wrap(Connection, "execute", "SQLAlchemy Core execute (Python around the SQL)")
         for name in ("__init__", "begin", "close", "connection"):
@@ -792,7 +796,9 @@ class InProcess:
 
     def register(self, data: bytes) -> asserts.Serial:
         """``POST serial``'s code path (register_device), without HTTP."""
-        return register_device(self.database, self.service, self.api_key, data, "127.0.0.1").serial
+        return register_device(
+            self.database, self.service, self.keystore, self.api_key, data, "127.0.0.1"
+        ).serial
 
 
 def open_in_process(base: Path, keystore: KeyStore) -> InProcess:

@@ -1,15 +1,19 @@
-"""Hot read statements run on the driver's cursor: compiled once, no per-call machinery.
+"""Hot statements run on the driver's cursor: compiled once, no per-call machinery.
 
-SQLAlchemy's execution path (compiled-cache lookup, expanding-parameter
-rendering, result metadata) costs a few times what an indexed SQLite lookup
-does; the device refresh runs a handful of such lookups per request. A
-:class:`PreparedRead` compiles its SELECT once per dialect (and per list
-length of its expanding ``IN`` parameters), runs it on the DBAPI cursor of
-the unit of work's connection (same transaction), and applies the column
-types' own result processors, so rows hold the same values as
-``Connection.execute`` gives. A statement this cannot run exactly so (a bind
-parameter needing a processor, a paramstyle other than ``qmark`` or
-``pyformat``) falls back to ``Connection.execute``.
+SQLAlchemy's execution path (compiled-cache lookup, parameter processing,
+result metadata) costs a few times what an indexed SQLite statement does; the
+device refresh and the serial vault run a handful of such statements per
+request. A :class:`PreparedStatement` compiles its statement once per dialect
+(per list length of its expanding ``IN`` parameters, and per column set of an
+INSERT), runs it on a DBAPI cursor and applies the column types' own bind and
+result processors, so it writes and reads the same values as
+``Connection.execute``. It runs on a SQLAlchemy ``Connection`` (inside that
+connection's transaction) or on a :class:`DriverConnection` (a bare DBAPI
+connection, see :meth:`~iotstore.db.SqlDatabase.driver_unit`). A statement
+this cannot run exactly so (a paramstyle other than ``qmark`` or
+``pyformat``) falls back to ``Connection.execute``; an INSERT or UPDATE that
+would need a column's Python-side default is refused when compiled: give
+every such value.
 """
 
 from __future__ import annotations
@@ -17,34 +21,74 @@ from __future__ import annotations
 import threading
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Connection, Insert, Select
+from sqlalchemy.engine import Dialect, default
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement
 
-__all__ = ["PreparedRead"]
+__all__ = ["DriverConnection", "PreparedRead", "PreparedStatement", "driver_of"]
+
+Processor = Callable[[Any], Any]
+_NAMING = default.DefaultDialect()  # compiles a DML statement once to learn its RETURNING names
+
+
+@dataclass(frozen=True, slots=True)
+class DriverConnection:
+    """A DBAPI connection and the dialect that speaks to it, in a transaction its owner ends."""
+
+    dialect: Dialect
+    dbapi: Any
+
+
+def driver_of(connection: Connection | DriverConnection) -> DriverConnection:
+    """The DBAPI connection under ``connection`` (its transaction included)."""
+    if isinstance(connection, DriverConnection):
+        return connection
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    return DriverConnection(connection.dialect, dbapi)
 
 
 class _Compiled:
-    """One statement compiled for one dialect."""
+    """One statement compiled for one dialect (and one INSERT column set)."""
 
-    def __init__(self, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = compiled.string
+    def __init__(
+        self, statement: Executable, dialect: Dialect, column_keys: list[str] | None
+    ) -> None:
+        assert isinstance(statement, ClauseElement)
+        compiled: Any = statement.compile(dialect=dialect, column_keys=column_keys)
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            names = [c.name for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
+            raise ValueError(f"a prepared statement needs explicit values for {names}")
+        self.sql: str = compiled.string
         self.positional = dialect.paramstyle == "qmark"
         self.names: list[str] = list(compiled.positiontup or []) if self.positional else []
+        binds = compiled.binds
         # sorted once: the cache key of the rendered SQL is their lengths, in this order
-        self.expanding = tuple(sorted(n for n, bind in compiled.binds.items() if bind.expanding))
-        self.usable = dialect.paramstyle in ("qmark", "pyformat") and all(
-            bind.type._cached_bind_processor(dialect) is None for bind in compiled.binds.values()
-        )
-        self.types = [col[3] for col in compiled._result_columns]
+        self.expanding = tuple(sorted(n for n, bind in binds.items() if bind.expanding))
+        self.usable = dialect.paramstyle in ("qmark", "pyformat")
+        self.processors: dict[str, Processor] = {}
+        # values fixed in the statement itself (a comparison with a Python constant)
+        self.fixed: dict[str, Any] = {}
+        for name, bind in binds.items():
+            processor = bind.type._cached_bind_processor(dialect)
+            if processor is not None:
+                self.processors[name] = processor
+            if not bind.required:
+                self.fixed[name] = bind.effective_value
+        self.result_columns: list[Any] = compiled._result_columns
+        self.types = [col[3] for col in self.result_columns]
         # (column index, result processor) of the columns that need one; set on first use
-        self.conversions: list[tuple[int, Callable[[Any], Any]]] | None = None
+        self.conversions: list[tuple[int, Processor]] | None = None
         self.by_lengths: dict[tuple[int, ...], str] = {}
 
     def sql_for(self, params: Mapping[str, Any]) -> str:
+        if not self.expanding:
+            return self.sql
         lengths = tuple(len(params[name]) for name in self.expanding)
         sql = self.by_lengths.get(lengths)
         if sql is None:
@@ -60,17 +104,29 @@ class _Compiled:
                 self.by_lengths[lengths] = sql
         return sql
 
+    def _value(self, name: str, params: Mapping[str, Any]) -> Any:
+        value = params[name] if name in params or name not in self.fixed else self.fixed[name]
+        processor = self.processors.get(name)
+        if processor is None:
+            return value
+        if name in self.expanding:
+            return [processor(v) for v in value]
+        return processor(value)
+
     def arguments(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         if self.positional:
+            if not self.expanding and not self.processors and not self.fixed:
+                return [params[name] for name in self.names]
             out: list[Any] = []
             for name in self.names:
                 if name in self.expanding:
-                    out.extend(params[name])
+                    out.extend(self._value(name, params))
                 else:
-                    out.append(params[name])
+                    out.append(self._value(name, params))
             return out
         named: dict[str, Any] = {}
-        for name, value in params.items():
+        for name in {*params, *self.fixed}:
+            value = self._value(name, params)
             if name in self.expanding:
                 named.update({f"{name}_{i}": v for i, v in enumerate(value)})
             else:
@@ -78,51 +134,82 @@ class _Compiled:
         return named
 
 
-class PreparedRead:
-    """A SELECT of plain columns, run as tuples straight on the driver's cursor."""
+class PreparedStatement:
+    """A statement run straight on the driver's cursor; rows come back as named tuples."""
 
-    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
+    def __init__(self, statement: Executable) -> None:
         self._statement = statement
+        self._insert = isinstance(statement, Insert)
+        names: list[str] = []
+        if isinstance(statement, Select):
+            names = list(statement.selected_columns.keys())
+        else:  # DML: RETURNING's labels, as compiled (the statement's own list is private)
+            names = [column[0] for column in _Compiled(statement, _NAMING, None).result_columns]
         # rows read like SQLAlchemy's (by position or by column key), at a tuple's cost
-        self._row: Any = namedtuple("Row", statement.selected_columns.keys(), rename=True)  # type: ignore[misc]
-        self._compiled: dict[str, _Compiled] = {}
+        self._row: Any = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+        self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
         self._lock = threading.Lock()
 
-    def _for(self, dialect: Dialect) -> _Compiled:
-        key = f"{dialect.name}+{dialect.driver}"
+    def _for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
+        # an INSERT names the columns it is given (the rest take their server defaults)
+        columns = tuple(params) if self._insert else ()
+        key = (f"{dialect.name}+{dialect.driver}", columns)
         compiled = self._compiled.get(key)
         if compiled is None:
             with self._lock:
-                compiled = self._compiled.setdefault(key, _Compiled(self._statement, dialect))
+                compiled = self._compiled.get(key)
+                if compiled is None:
+                    compiled = _Compiled(
+                        self._statement, dialect, list(columns) if self._insert else None
+                    )
+                    if len(self._compiled) < 64:
+                        self._compiled[key] = compiled
         return compiled
 
-    def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
-        """Every row for ``params``, as tuples in the statement's column order.
+    def rows(
+        self, connection: Connection | DriverConnection, params: Mapping[str, Any]
+    ) -> list[Any]:
+        """Every row the statement returns for ``params`` (none for DML without RETURNING).
 
-        ``connection`` is the unit of work's (its transaction is used);
-        expanding parameters take sequences. Driver errors are raised as
-        SQLAlchemy's, as ``Connection.execute`` raises them.
+        Runs in ``connection``'s transaction; expanding parameters take
+        sequences. Driver errors are raised as SQLAlchemy's, as
+        ``Connection.execute`` raises them.
         """
-        dialect = connection.dialect
-        compiled = self._for(dialect)
+        return self._run(connection, params)[0]
+
+    def execute(self, connection: Connection | DriverConnection, params: Mapping[str, Any]) -> int:
+        """Run the statement for ``params``; the number of rows it matched."""
+        return self._run(connection, params)[1]
+
+    def _run(
+        self, connection: Connection | DriverConnection, params: Mapping[str, Any]
+    ) -> tuple[list[Any], int]:
+        driver = driver_of(connection)
+        dialect = driver.dialect
+        compiled = self._for(dialect, params)
         if not compiled.usable:
-            return [self._row(*r) for r in connection.execute(self._statement, dict(params))]
+            if not isinstance(connection, Connection):
+                raise TypeError(f"{dialect.paramstyle!r} parameters need a SQLAlchemy Connection")
+            result = connection.execute(self._statement, dict(params))
+            if not result.returns_rows:
+                return [], result.rowcount
+            return [self._row(*r) for r in result], result.rowcount
         sql = compiled.sql_for(params)
         arguments = compiled.arguments(params)
-        dbapi = connection.connection.dbapi_connection
-        assert dbapi is not None
-        cursor = dbapi.cursor()
+        cursor = driver.dbapi.cursor()
         try:
             try:
                 cursor.execute(sql, arguments)
-                fetched = cursor.fetchall()
+                # (a PostgreSQL INSERT compiles with an implicit RETURNING of its key: unread)
+                description = cursor.description if self._row._fields else None
+                fetched = cursor.fetchall() if description is not None else []
+                count = cursor.rowcount
             except dialect.loaded_dbapi.Error as e:
                 raise DBAPIError.instance(
                     sql, arguments, e, dialect.loaded_dbapi.Error, dialect=dialect
                 ) from e
             convert = compiled.conversions
-            if convert is None:
-                description = cursor.description or []
+            if convert is None and description is not None:
                 processors = [
                     type_._cached_result_processor(dialect, column[1])
                     for type_, column in zip(compiled.types, description, strict=True)
@@ -134,11 +221,15 @@ class PreparedRead:
             cursor.close()
         make = self._row._make
         if not convert:
-            return [make(r) for r in fetched]
+            return [make(r) for r in fetched], count
         out = []
         for row in fetched:
             values = list(row)
             for i, p in convert:
                 values[i] = p(values[i])
             out.append(make(values))
-        return out
+        return out, count
+
+
+# the name the read paths know it by
+PreparedRead = PreparedStatement

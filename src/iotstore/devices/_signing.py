@@ -27,7 +27,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from iotstore import asserts
 from iotstore.accounts.models import BrandKey
 from iotstore.assertdb.models import StoredAssertion
-from iotstore.db.prepared import PreparedRead
+from iotstore.db.prepared import DriverConnection, PreparedRead
 from iotstore.keystore import KeyStore
 
 from .models import ApiKey, DeviceModel, SerialKey
@@ -123,7 +123,9 @@ _ENROLMENT = (
 _ENROLMENT_READ = PreparedRead(_ENROLMENT)
 
 
-def enrolment(connection: Connection, key_hash: str) -> tuple[bool, Enrolment] | None:
+def enrolment(
+    connection: Connection | DriverConnection, key_hash: str
+) -> tuple[bool, Enrolment] | None:
     """(revoked, enrolment) of the API key with ``key_hash``, or None when there is none."""
     # on the driver's cursor (compiled once): every serial and request-id runs it
     rows = _ENROLMENT_READ.rows(connection, {"key_hash": key_hash})
@@ -158,9 +160,13 @@ class SigningCache:
         self._lock = threading.Lock()
 
     def peek(self, enrolled: Enrolment) -> Signing | None:
-        """The cached material for ``enrolled`` if there is some; never loads."""
+        """The cached material for ``enrolled`` if there is some (marked recent); never loads."""
+        key = enrolled.cache_key
         with self._lock:
-            return self._entries.get(enrolled.cache_key)
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
 
     def get(self, enrolled: Enrolment, trust: asserts.Database, keystore: KeyStore) -> Signing:
         """The cached material for ``enrolled``, loaded through ``trust`` on a miss."""

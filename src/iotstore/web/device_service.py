@@ -17,9 +17,13 @@ registrations never queue on SQLite's write lock while a serial is signed.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Annotated, Any
+import os
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
@@ -34,11 +38,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from iotstore import asserts
 from iotstore.accounts.brands import BrandService
 from iotstore.assertdb import trust_database
-from iotstore.db import SqlDatabase
+from iotstore.db import DatabaseError, SqlDatabase
 from iotstore.deployment import Deployment
 from iotstore.devices.errors import SigningPending
-from iotstore.devices.services import Registration, VaultService, sign_serial
-from iotstore.keystore import HSMError, KeyStorageError
+from iotstore.devices.registration import DeviceRegistrar, NeedsAssertions
+from iotstore.devices.services import Registration, SerialPlan, VaultService, sign_serial
+from iotstore.keystore import HSMError, KeyStorageError, KeyStore
 from iotstore.stores.audit import AuditLog
 from iotstore.stores.permissions import Permission
 
@@ -101,14 +106,41 @@ def _vault(deployment: Deployment, session: Session, connection: Connection) -> 
     return VaultService(session, deployment.keystore, brands, trust, AuditLog(session), connection)
 
 
+Vaults = Callable[[Session, Connection], VaultService]
+RegistrarUnit = Callable[[bool], AbstractContextManager[DeviceRegistrar]]
+
+
+def _full_units(database: SqlDatabase, vaults: Vaults) -> RegistrarUnit:
+    @contextmanager
+    def unit(write: bool) -> Iterator[DeviceRegistrar]:
+        with database.connection_unit(write=write) as (session, connection):
+            yield vaults(session, connection).registrar()
+
+    return unit
+
+
+def _driver_units(database: SqlDatabase, keystore: KeyStore) -> RegistrarUnit:
+    @contextmanager
+    def unit(write: bool) -> Iterator[DeviceRegistrar]:
+        with database.driver_unit(write=write) as connection:
+            yield DeviceRegistrar(connection, keystore, None)
+
+    return unit
+
+
 def _new_request_id(deployment: Deployment, api_key: str | None) -> str:
-    with deployment.database.connection_unit(write=True) as (session, connection):
+    database = deployment.database
+    if database.has_driver_units:
+        with database.driver_unit(write=True) as connection:
+            return DeviceRegistrar(connection, deployment.keystore, None).new_request_id(api_key)
+    with database.connection_unit(write=True) as (session, connection):
         return _vault(deployment, session, connection).new_request_id(api_key)
 
 
 def register_device(
     database: SqlDatabase,
-    vaults: Callable[[Session, Connection], VaultService],
+    vaults: Vaults,
+    keystore: KeyStore,
     api_key: str | None,
     data: bytes,
     address: str | None,
@@ -119,27 +151,94 @@ def register_device(
        request-id, allow-list, the device's row); 2. the serial is signed in
        no transaction; 3. one write transaction consumes the request-id, reads
        the device's row again and records serial, device and signing-log
-       entry (:meth:`VaultService.record_registration`). Raises the vault's
+       entry (:meth:`DeviceRegistrar.record_registration`). Raises the vault's
        4xx errors, and :class:`SigningPending` (committed: the request-id stays
        usable) when the key store fails for now. ``vaults`` makes the vault
        service over a transaction's session and connection.
+
+    On SQLite the steps first run on bare driver connections, without the
+    assertion database (most registrations need none of it); a case that needs
+    it rolls back and runs again with it (:class:`NeedsAssertions`).
     """
+    if database.has_driver_units:
+        try:
+            return _register(_driver_units(database, keystore), api_key, data, address)
+        except NeedsAssertions:
+            pass
+    return _register(_full_units(database, vaults), api_key, data, address)
+
+
+def _register(
+    units: RegistrarUnit, api_key: str | None, data: bytes, address: str | None
+) -> Registration:
     try:
-        with database.connection_unit(write=False) as unit:
-            plan = vaults(*unit).check_registration(api_key, data)
+        with units(False) as registrar:
+            plan = registrar.check_registration(api_key, data)
+    except _TRANSIENT_KEYSTORE_ERRORS as e:
+        _postpone(units, data, e)
+    return _sign_and_record(units, plan, data, address)
+
+
+def _sign_and_record(
+    units: RegistrarUnit, plan: SerialPlan, data: bytes, address: str | None
+) -> Registration:
+    """Steps 2 and 3 of :func:`register_device` for a checked ``plan``."""
+    try:
         signed = sign_serial(plan)
     except _TRANSIENT_KEYSTORE_ERRORS as e:
-        with database.connection_unit(write=True) as unit:
-            pending = vaults(*unit).postpone_request(data, e)
-        raise pending from e
+        _postpone(units, data, e)
     postponed: SigningPending | None = None
-    with database.connection_unit(write=True) as unit:
+    with units(True) as registrar:
         try:
-            return vaults(*unit).record_registration(plan, signed, address)
+            return registrar.record_registration(plan, signed, address)
         except SigningPending as e:
             postponed = e  # the request-id's new expiry is committed, nothing else
     assert postponed is not None
     raise postponed
+
+
+def _postpone(units: RegistrarUnit, data: bytes, cause: Exception) -> NoReturn:
+    with units(True) as registrar:
+        pending = registrar.postpone_request(data, cause)
+    raise pending from cause
+
+
+# Signs (RSA releases the GIL: one thread per core keeps every core signing) and
+# records the serials checked on the event loop; threads start on first use.
+_signing_pool = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="iotstore-sign")
+
+
+def _checked_on_loop(deployment: Deployment, api_key: str | None, data: bytes) -> SerialPlan | None:
+    """The registration's checks, run by the event loop itself when they cannot block.
+
+    On SQLite they are reads under WAL, which take no lock, on a connection that
+    would not wait for one anyway; the signing material is cached. None: run
+    the whole registration in a thread instead (the material to load from the
+    assertions, the database busy, or PostgreSQL, where every read is a round
+    trip). The vault's 4xx errors are raised here.
+    """
+    database = deployment.database
+    if not database.has_driver_units:
+        return None
+    try:
+        with database.driver_unit(write=False, wait=False) as connection:
+            registrar = DeviceRegistrar(connection, deployment.keystore, None)
+            return registrar.check_registration(api_key, data)
+    except (NeedsAssertions, DatabaseError):
+        return None
+
+
+def _finish(
+    deployment: Deployment, plan: SerialPlan, api_key: str | None, data: bytes, address: str | None
+) -> Registration:
+    """Sign and record a plan checked on the event loop (in a signing thread)."""
+    database = deployment.database
+    try:
+        return _sign_and_record(_driver_units(database, deployment.keystore), plan, data, address)
+    except NeedsAssertions:
+        # rolled back (a retry's stored serial to serve, say): the whole registration again
+        vaults = functools.partial(_vault, deployment)
+        return _register(_full_units(database, vaults), api_key, data, address)
 
 
 async def _request_id(request: Request) -> Response:
@@ -151,19 +250,28 @@ async def _request_id(request: Request) -> Response:
 
 async def _serial(request: Request) -> Response:
     deployment: Deployment = request.app.state.deployment
-    body = await request.body()
+    body = await request.body()  # BodyLimit caps it; the vault refuses large streams
     client = request.client
-    # Signing and the database block: in the thread pool, so the event loop
-    # keeps serving (BodyLimit caps the body; the vault refuses large streams).
+    address = client.host if client else None
+    api_key = request.headers.get("api-key")
     try:
-        registration = await run_in_threadpool(
-            register_device,
-            deployment.database,
-            functools.partial(_vault, deployment),
-            request.headers.get("api-key"),
-            body,
-            client.host if client else None,
-        )
+        plan = _checked_on_loop(deployment, api_key, body)
+        # Signing and writing block: in a thread, so the event loop keeps serving.
+        if plan is not None:
+            loop = asyncio.get_running_loop()
+            registration = await loop.run_in_executor(
+                _signing_pool, _finish, deployment, plan, api_key, body, address
+            )
+        else:
+            registration = await run_in_threadpool(
+                register_device,
+                deployment.database,
+                functools.partial(_vault, deployment),
+                deployment.keystore,
+                api_key,
+                body,
+                address,
+            )
     except SigningPending as e:
         # 202: snapd keeps this serial-request and posts it again after 60 s, for as
         # long as it gets 202 (a 5xx would cost it a fresh request-id and one of its
