@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
@@ -41,12 +41,7 @@ class PublicKey:
 
         Raises :class:`InvalidKeyError` when it is not exactly one RSA key packet.
         """
-        data = encoded.encode("utf-8") if isinstance(encoded, str) else encoded
-        n, e = _openpgp.parse_public_key(data)
-        try:
-            return cls(rsa.RSAPublicNumbers(e, n).public_key())
-        except ValueError as err:
-            raise InvalidKeyError(f"cannot decode public key: {err}") from err
+        return _decode(encoded)
 
     @property
     def rsa(self) -> rsa.RSAPublicKey:
@@ -112,6 +107,18 @@ class PrivateKey(Protocol):
     def sign_digest(self, digest: bytes) -> bytes:
         """Return the RSASSA-PKCS1-v1_5 signature (modulus width) of a SHA-512 ``digest``."""
         ...
+
+
+# A registration decodes its device key twice (the serial-request's header, then the
+# serial's, checked before it is signed): the second costs nothing. Keys are immutable.
+@lru_cache(maxsize=256)
+def _decode(encoded: str | bytes) -> PublicKey:
+    data = encoded.encode("utf-8") if isinstance(encoded, str) else encoded
+    n, e = _openpgp.parse_public_key(data)
+    try:
+        return PublicKey(rsa.RSAPublicNumbers(e, n).public_key())
+    except ValueError as err:
+        raise InvalidKeyError(f"cannot decode public key: {err}") from err
 
 
 class RSAPrivateKey:

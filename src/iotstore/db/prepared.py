@@ -82,6 +82,10 @@ class _Compiled:
                 self.fixed[name] = bind.effective_value
         self.result_columns: list[Any] = compiled._result_columns
         self.types = [col[3] for col in self.result_columns]
+        # positional, nothing expanding, every value given: (name, processor) in order
+        self.plain: list[tuple[str, Processor | None]] | None = None
+        if self.positional and not self.expanding and not self.fixed:
+            self.plain = [(name, self.processors.get(name)) for name in self.names]
         # (column index, result processor) of the columns that need one; set on first use
         self.conversions: list[tuple[int, Processor]] | None = None
         self.by_lengths: dict[tuple[int, ...], str] = {}
@@ -115,8 +119,9 @@ class _Compiled:
 
     def arguments(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         if self.positional:
-            if not self.expanding and not self.processors and not self.fixed:
-                return [params[name] for name in self.names]
+            if self.plain is not None:
+                processors = self.plain
+                return [params[name] if p is None else p(params[name]) for name, p in processors]
             out: list[Any] = []
             for name in self.names:
                 if name in self.expanding:
