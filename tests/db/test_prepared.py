@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from iotstore.db import make_engine
 from iotstore.db.base import UTCDateTime
-from iotstore.db.prepared import PreparedRead
+from iotstore.db.prepared import PreparedRead, PreparedStatement
 
 _meta = MetaData()
 _things = Table(
@@ -92,3 +92,41 @@ def test_driver_errors_are_sqlalchemy_errors(engine: Engine) -> None:
     prepared = PreparedRead(select(missing).where(missing.c.id == bindparam("id")))
     with engine.connect() as conn, pytest.raises(DBAPIError):
         prepared.rows(conn, {"id": 1})
+
+
+_INSERT = PreparedStatement(_things.insert())
+_RENAME = PreparedStatement(
+    _things.update()
+    .where(_things.c.id == bindparam("thing"))
+    .values(name=bindparam("new_name"), at=bindparam("new_at"))
+    .returning(_things.c.id, _things.c.flag, _things.c.doc)
+)
+_TOUCH = PreparedStatement(
+    _things.update().where(_things.c.kind == bindparam("of_kind")).values(share=bindparam("to"))
+)
+
+
+def test_writes_store_what_sqlalchemy_stores(engine: Engine) -> None:
+    at = datetime(2025, 6, 1, 8, 30, tzinfo=UTC)
+    with engine.begin() as conn:
+        written = {"id": 100, "name": "p", "kind": "a", "share": 0.5, "flag": True,
+                   "doc": {"k": [1, "v"]}, "at": at}  # fmt: skip
+        assert _INSERT.execute(conn, written) == 1
+        assert _INSERT.rows(conn, {**written, "id": 101}) == []  # no RETURNING asked for
+        renamed = _RENAME.rows(conn, {"thing": 100, "new_name": "q", "new_at": at})
+        assert [tuple(r) for r in renamed] == [(100, True, {"k": [1, "v"]})]
+        assert renamed[0].flag is True  # converted as SQLAlchemy converts it
+        assert _RENAME.rows(conn, {"thing": 999, "new_name": "x", "new_at": None}) == []
+        assert _TOUCH.execute(conn, {"of_kind": "b", "to": 2.5}) == 6
+    with engine.connect() as conn:
+        row = conn.execute(select(_things).where(_things.c.id == 100)).one()
+    assert (row.name, row.doc, row.at, row.flag) == ("q", {"k": [1, "v"]}, at, True)
+
+
+def test_an_insert_needing_a_python_default_is_refused(engine: Engine) -> None:
+    table = Table(
+        "prepared_defaults", MetaData(), Column("id", Integer, primary_key=True),
+        Column("label", String(10), default="x"),
+    )  # fmt: skip
+    with engine.begin() as conn, pytest.raises(ValueError, match="label"):
+        PreparedStatement(table.insert()).execute(conn, {"id": 1})

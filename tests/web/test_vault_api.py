@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -576,3 +578,45 @@ def test_serial_signing_postponed_with_202_while_the_key_store_is_unavailable(
     # and it stays single use
     again = world.client.post(f"{VAULT}/serial", content=stream, headers=post)
     assert "request-id" in vault_error(again, 400)
+
+
+def test_a_serial_checked_while_another_writer_holds_the_database_waits_and_is_issued(
+    brand: Brand, module_world: World
+) -> None:
+    # POST serial's checks run on the event loop (WAL reads take no lock); the signing
+    # thread's write waits for the writer, as any unit of work would.
+    database = module_world.deployment.database
+    if not database.has_driver_units:
+        pytest.skip("the event loop checks only on SQLite")
+    name, api_key = brand.model()
+    model = brand.assertion(name)
+    assert register(brand.client, api_key, model, asserts.generate_rsa(2048)).status_code == 200
+    device_key = asserts.generate_rsa(2048)
+    rid = brand.client.post(f"{VAULT}/request-id", headers={"api-key": api_key})
+    headers = {
+        "brand-id": model.brand_id, "model": model.model, "serial": unique("sn"),
+        "request-id": rid.json()["request-id"], "device-key": device_key.public_key.encoded,
+    }  # fmt: skip
+    stream = asserts.encode_stream([asserts.sign("serial-request", headers, device_key), model])
+    path = database.engine.url.database
+    assert path is not None
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    timer = threading.Timer(0.5, writer.execute, ("ROLLBACK",))
+    timer.start()
+    try:
+        started = time.monotonic()
+        answer = brand.client.post(
+            f"{VAULT}/serial", content=stream,
+            headers={"api-key": api_key, "Content-Type": asserts.MEDIA_TYPE},
+        )  # fmt: skip
+        waited = time.monotonic() - started
+    finally:
+        timer.join()
+        writer.close()
+    assert answer.status_code == 200, answer.text
+    assert waited >= 0.4  # it waited for the writer's lock, and was not refused
+    serial = next(iter(asserts.decode_stream(answer.content)))
+    assert isinstance(serial, asserts.Serial) and serial.serial == headers["serial"]
+    log = brand.get("/signing-log", params={"search": serial.serial}).json()["items"]
+    assert len(log) == 1

@@ -1,0 +1,111 @@
+"""Which path a registration takes: statements alone on driver units, or in full.
+
+A registrar without the assertion database (``trust=None``) serves the common
+case and raises NeedsAssertions where the database is needed; register_device
+then runs the registration again in full. Either way the device gets the same
+answer and the database the same rows (SQLite: PostgreSQL always runs in full).
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from iotstore import asserts
+from iotstore.accounts.brands import BrandService
+from iotstore.devices.models import DeviceModel, SigningLogEntry
+from iotstore.devices.registration import DeviceRegistrar, NeedsAssertions, SerialPlan
+from iotstore.devices.services import VaultService
+from iotstore.stores.audit import AuditLog
+from iotstore.web.device_service import register_device
+
+from ._live import DeviceKey, DeviceKeys, serial_request_stream
+from .conftest import VaultWorld
+
+
+def _register(world: VaultWorld, api_key: str, data: bytes) -> asserts.Serial:
+    def vaults(session: Session, connection: Connection) -> VaultService:
+        trust = world.trust(session)
+        brands = BrandService(session, world.keystore, world.root, trust)
+        return VaultService(session, world.keystore, brands, trust, AuditLog(session), connection)
+
+    registration = register_device(
+        world.database, vaults, world.keystore, api_key, data, "192.0.2.9"
+    )
+    return registration.serial
+
+
+def _check_without_assertions(world: VaultWorld, api_key: str, data: bytes) -> SerialPlan:
+    with world.database.driver_unit(write=False) as connection:
+        return DeviceRegistrar(connection, world.keystore, None).check_registration(api_key, data)
+
+
+def _stream(
+    world: VaultWorld, api_key: str, row: DeviceModel, key: DeviceKey, serial: str
+) -> bytes:
+    return serial_request_stream(
+        key, world.model_assertion(row), world.request_id(api_key), serial=serial
+    )
+
+
+def _issued(world: VaultWorld, row: DeviceModel) -> int:
+    with world.unit() as (session, _, _brands):
+        count = session.scalar(
+            select(func.count(SigningLogEntry.id)).where(SigningLogEntry.model == row.name)
+        )
+    return int(count or 0)
+
+
+@pytest.fixture
+def sqlite_world(vault_world: VaultWorld) -> VaultWorld:
+    if not vault_world.database.has_driver_units:
+        pytest.skip("driver units serve SQLite only")
+    return vault_world
+
+
+def test_the_first_registration_of_a_model_loads_its_signing_material_in_full(
+    sqlite_world: VaultWorld, device_keys: DeviceKeys
+) -> None:
+    world = sqlite_world
+    row, api_key = world.model()
+    first = _stream(world, api_key, row, device_keys.new(), "PATH-1")
+    with pytest.raises(NeedsAssertions):
+        _check_without_assertions(world, api_key, first)  # nothing cached for this model yet
+    assert _register(world, api_key, first).serial == "PATH-1"
+    # now cached: the next device's checks need statements only
+    second = _stream(world, api_key, row, device_keys.new(), "PATH-2")
+    plan = _check_without_assertions(world, api_key, second)
+    assert (plan.serial, plan.device_id, plan.revision) == ("PATH-2", None, 0)
+    assert _register(world, api_key, second).serial == "PATH-2"
+    assert _issued(world, row) == 2
+
+
+def test_a_retry_is_answered_from_the_stored_serial_in_full(
+    sqlite_world: VaultWorld, device_keys: DeviceKeys
+) -> None:
+    world = sqlite_world
+    row, api_key = world.model()
+    key = device_keys.new()
+    first = _register(world, api_key, _stream(world, api_key, row, key, "PATH-R"))
+    retry = _stream(world, api_key, row, key, "PATH-R")
+    with pytest.raises(NeedsAssertions):  # the stored serial is read from the assertions
+        _check_without_assertions(world, api_key, retry)
+    assert _register(world, api_key, retry).to_bytes() == first.to_bytes()
+    assert _issued(world, row) == 1
+
+
+def test_refusals_are_the_same_on_either_path(
+    sqlite_world: VaultWorld, device_keys: DeviceKeys
+) -> None:
+    world = sqlite_world
+    row, api_key = world.model()
+    _register(world, api_key, _stream(world, api_key, row, device_keys.new(), "PATH-X"))
+    taken = _stream(world, api_key, row, device_keys.new(), "PATH-X")
+    with pytest.raises(Exception) as lean:
+        _check_without_assertions(world, api_key, taken)
+    with pytest.raises(Exception) as full, world.vault() as vault:
+        vault.check_registration(api_key, taken)
+    assert type(lean.value) is type(full.value) and str(lean.value) == str(full.value)
+    assert "another device key" in str(lean.value)
