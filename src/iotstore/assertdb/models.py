@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from iotstore.db import Base, TimestampMixin
@@ -26,7 +26,5 @@ class StoredAssertion(Base, TimestampMixin):
     # top-level string headers, for find_many (e.g. account-keys of one account)
     string_headers: Mapped[dict[str, Any]] = mapped_column(JSON)
 
-    __table_args__ = (
-        UniqueConstraint("type_name", "primary_key", "revision"),
-        Index("ix_assertions_lookup", "type_name", "primary_key"),
-    )
+    # lookups by (type_name, primary_key) use this unique index's prefix
+    __table_args__ = (UniqueConstraint("type_name", "primary_key", "revision"),)
