@@ -13,6 +13,9 @@ protocol is the device's credential (no account is involved), and a
 registration opens its own short transactions (:func:`register_device`):
 checks in a read, RSA in none, then one short write, so concurrent
 registrations never queue on SQLite's write lock while a serial is signed.
+On SQLite, ``POST serial`` runs the checks on the event loop (WAL reads on a
+connection that never waits for a lock) and hands the serial to a signing
+thread per core, which signs and records it: one thread hop per serial.
 """
 
 from __future__ import annotations
