@@ -224,7 +224,7 @@ class Backend:
         self.database.dispose()
 
 
-def _backend(database_url: str, keystore: KeyStore) -> Backend:
+def make_backend(database_url: str, keystore: KeyStore) -> Backend:
     database = SqlDatabase.from_url(database_url)
     upgrade(database.engine)
     return Backend(database, keystore, adopt_root(keystore, ROOT_ID, root_key_pem()))
@@ -233,7 +233,7 @@ def _backend(database_url: str, keystore: KeyStore) -> Backend:
 @pytest.fixture(scope="module")
 def memory_backend(module_database_url: str) -> Iterator[Backend]:
     """Both database backends, with an in-memory key store."""
-    backend = _backend(module_database_url, MemoryKeyStore())
+    backend = make_backend(module_database_url, MemoryKeyStore())
     yield backend
     backend.close()
 
@@ -244,7 +244,7 @@ def encrypted_backend(
 ) -> Iterator[Backend]:
     """Both database backends, with the encrypted key store (the default deployment's)."""
     records = SqliteKeyRecords(tmp_path_factory.mktemp("keys") / "keys.sqlite")
-    backend = _backend(module_database_url, EncryptedKeyStore(records, MasterKey.generate()))
+    backend = make_backend(module_database_url, EncryptedKeyStore(records, MasterKey.generate()))
     yield backend
     backend.close()
     records.close()

@@ -8,6 +8,8 @@ answer and the database the same rows (SQLite: PostgreSQL always runs in full).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -15,14 +17,16 @@ from sqlalchemy.orm import Session
 
 from iotstore import asserts
 from iotstore.accounts.brands import BrandService
+from iotstore.db import sqlite_url
 from iotstore.devices.models import DeviceModel, SigningLogEntry
 from iotstore.devices.registration import DeviceRegistrar, NeedsAssertions, SerialPlan
 from iotstore.devices.services import VaultService
+from iotstore.keystore import MemoryKeyStore
 from iotstore.stores.audit import AuditLog
 from iotstore.web.device_service import register_device
 
 from ._live import DeviceKey, DeviceKeys, serial_request_stream
-from .conftest import VaultWorld
+from .conftest import Backend, VaultWorld, make_backend
 
 
 def _register(world: VaultWorld, api_key: str, data: bytes) -> asserts.Serial:
@@ -58,11 +62,20 @@ def _issued(world: VaultWorld, row: DeviceModel) -> int:
     return int(count or 0)
 
 
+@pytest.fixture(scope="module")
+def sqlite_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """The embedded default only: driver units serve SQLite (PostgreSQL runs in full)."""
+    path = tmp_path_factory.mktemp("paths") / "vault.sqlite"
+    backend = make_backend(sqlite_url(path), MemoryKeyStore())
+    yield backend
+    backend.close()
+
+
 @pytest.fixture
-def sqlite_world(vault_world: VaultWorld) -> VaultWorld:
-    if not vault_world.database.has_driver_units:
-        pytest.skip("driver units serve SQLite only")
-    return vault_world
+def sqlite_world(sqlite_backend: Backend) -> VaultWorld:
+    world = sqlite_backend.world()
+    assert world.database.has_driver_units
+    return world
 
 
 def test_the_first_registration_of_a_model_loads_its_signing_material_in_full(
