@@ -225,6 +225,7 @@ class Backend:
 
 
 def make_backend(database_url: str, keystore: KeyStore) -> Backend:
+    """A migrated database at ``database_url`` with ``keystore`` and the fixed test root."""
     database = SqlDatabase.from_url(database_url)
     upgrade(database.engine)
     return Backend(database, keystore, adopt_root(keystore, ROOT_ID, root_key_pem()))
