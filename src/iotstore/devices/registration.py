@@ -189,7 +189,7 @@ class SerialPlan:
     """A registration that passed every check: what to sign, and for which device row.
 
     Made in a read-only transaction; signed outside any transaction (RSA holds
-    no database lock); recorded by :meth:`VaultService.record_registration`.
+    no database lock); recorded by :meth:`DeviceRegistrar.record_registration`.
     """
 
     enrolled: Enrolment
@@ -211,7 +211,7 @@ def sign_serial(plan: SerialPlan) -> asserts.Serial | None:
     if plan.retry is not None:
         return None
     enrolled, signing, request = plan.enrolled, plan.signing, plan.request
-    assert signing.signer is not None  # checked by VaultService._decide
+    assert signing.signer is not None  # checked by DeviceRegistrar._decide
     headers: dict[str, object] = {
         "authority-id": enrolled.brand_id,
         "brand-id": enrolled.brand_id,
