@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Insert, Select
-from sqlalchemy.engine import Dialect, default
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
@@ -33,7 +33,10 @@ from sqlalchemy.sql.elements import ClauseElement
 __all__ = ["DriverConnection", "PreparedRead", "PreparedStatement", "driver_of"]
 
 Processor = Callable[[Any], Any]
-_NAMING = default.DefaultDialect()  # compiles a DML statement once to learn its RETURNING names
+
+
+def _row_type(names: list[str]) -> Any:
+    return namedtuple("Row", names, rename=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,26 +69,21 @@ class _Compiled:
             raise ValueError(f"a prepared statement needs explicit values for {names}")
         self.sql: str = compiled.string
         self.positional = dialect.paramstyle == "qmark"
-        self.names: list[str] = list(compiled.positiontup or []) if self.positional else []
         binds = compiled.binds
         # sorted once: the cache key of the rendered SQL is their lengths, in this order
         self.expanding = tuple(sorted(n for n, bind in binds.items() if bind.expanding))
         self.usable = dialect.paramstyle in ("qmark", "pyformat")
-        self.processors: dict[str, Processor] = {}
         # values fixed in the statement itself (a comparison with a Python constant)
-        self.fixed: dict[str, Any] = {}
-        for name, bind in binds.items():
-            processor = bind.type._cached_bind_processor(dialect)
-            if processor is not None:
-                self.processors[name] = processor
-            if not bind.required:
-                self.fixed[name] = bind.effective_value
+        self.fixed: dict[str, Any] = {
+            name: bind.effective_value for name, bind in binds.items() if not bind.required
+        }
+        # (name, bind processor, expanding) in the order the driver takes the values
+        self.plan: list[tuple[str, Processor | None, bool]] = [
+            (name, binds[name].type._cached_bind_processor(dialect), binds[name].expanding)
+            for name in (compiled.positiontup or [] if self.positional else binds)
+        ]
         self.result_columns: list[Any] = compiled._result_columns
         self.types = [col[3] for col in self.result_columns]
-        # positional, nothing expanding, every value given: (name, processor) in order
-        self.plain: list[tuple[str, Processor | None]] | None = None
-        if self.positional and not self.expanding and not self.fixed:
-            self.plain = [(name, self.processors.get(name)) for name in self.names]
         # (column index, result processor) of the columns that need one; set on first use
         self.conversions: list[tuple[int, Processor]] | None = None
         self.by_lengths: dict[tuple[int, ...], str] = {}
@@ -108,35 +106,24 @@ class _Compiled:
                 self.by_lengths[lengths] = sql
         return sql
 
-    def _value(self, name: str, params: Mapping[str, Any]) -> Any:
-        value = params[name] if name in params or name not in self.fixed else self.fixed[name]
-        processor = self.processors.get(name)
-        if processor is None:
-            return value
-        if name in self.expanding:
-            return [processor(v) for v in value]
-        return processor(value)
-
     def arguments(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        if self.positional:
-            if self.plain is not None:
-                processors = self.plain
-                return [params[name] if p is None else p(params[name]) for name, p in processors]
-            out: list[Any] = []
-            for name in self.names:
-                if name in self.expanding:
-                    out.extend(self._value(name, params))
-                else:
-                    out.append(self._value(name, params))
-            return out
+        positional: list[Any] = []
         named: dict[str, Any] = {}
-        for name in {*params, *self.fixed}:
-            value = self._value(name, params)
-            if name in self.expanding:
+        by_position, fixed = self.positional, self.fixed
+        for name, processor, expanding in self.plan:
+            value = params[name] if name in params else fixed[name]
+            if processor is not None:
+                value = [processor(v) for v in value] if expanding else processor(value)
+            if by_position:
+                if expanding:
+                    positional.extend(value)
+                else:
+                    positional.append(value)
+            elif expanding:
                 named.update({f"{name}_{i}": v for i, v in enumerate(value)})
             else:
                 named[name] = value
-        return named
+        return positional if by_position else named
 
 
 class PreparedStatement:
@@ -145,13 +132,13 @@ class PreparedStatement:
     def __init__(self, statement: Executable) -> None:
         self._statement = statement
         self._insert = isinstance(statement, Insert)
-        names: list[str] = []
-        if isinstance(statement, Select):
-            names = list(statement.selected_columns.keys())
-        else:  # DML: RETURNING's labels, as compiled (the statement's own list is private)
-            names = [column[0] for column in _Compiled(statement, _NAMING, None).result_columns]
-        # rows read like SQLAlchemy's (by position or by column key), at a tuple's cost
-        self._row: Any = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+        # rows read like SQLAlchemy's (by position or by column key), at a tuple's cost; a
+        # DML statement's RETURNING labels are known once it is compiled (see _for)
+        self._row: Any = (
+            _row_type(list(statement.selected_columns.keys()))
+            if isinstance(statement, Select)
+            else None
+        )
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
         self._lock = threading.Lock()
 
@@ -167,6 +154,8 @@ class PreparedStatement:
                     compiled = _Compiled(
                         self._statement, dialect, list(columns) if self._insert else None
                     )
+                    if self._row is None:  # the same labels on every dialect
+                        self._row = _row_type([column[0] for column in compiled.result_columns])
                     if len(self._compiled) < 64:
                         self._compiled[key] = compiled
         return compiled
