@@ -74,7 +74,7 @@ def sqlite_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend
 @pytest.fixture
 def sqlite_world(sqlite_backend: Backend) -> VaultWorld:
     world = sqlite_backend.world()
-    assert world.database.has_driver_units
+    assert world.database.embedded
     return world
 
 

@@ -586,7 +586,7 @@ def test_a_serial_checked_while_another_writer_holds_the_database_waits_and_is_i
     # POST serial's checks run on the event loop (WAL reads take no lock); the signing
     # thread's write waits for the writer, as any unit of work would.
     database = module_world.deployment.database
-    if not database.has_driver_units:
+    if not database.embedded:
         pytest.skip("the event loop checks only on SQLite")
     name, api_key = brand.model()
     model = brand.assertion(name)

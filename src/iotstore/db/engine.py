@@ -121,8 +121,10 @@ class SqlDatabase:
         self._idle_lock = threading.Lock()
 
     @property
-    def has_driver_units(self) -> bool:
-        """Whether :meth:`driver_unit` serves this backend (SQLite: a local file)."""
+    def embedded(self) -> bool:
+        """SQLite, the embedded default: a local file, read without a network round trip,
+        whose WAL readers never wait for a lock (an event loop may run reads itself).
+        :meth:`driver_unit` serves only this backend."""
         return self.engine.dialect.name == "sqlite"
 
     @classmethod
@@ -178,14 +180,14 @@ class SqlDatabase:
         (the pool's checkout and reset, SQLAlchemy's connection and transaction
         objects: about 0.15 ms) is more than a serial registration's statements
         cost. Same commit/rollback, read-only promise and error translation.
-        SQLite only (:attr:`has_driver_units`): a PostgreSQL connection can go
+        SQLite only (:attr:`embedded`): a PostgreSQL connection can go
         stale between uses, and the pool's pre-ping is what notices.
 
         ``wait=False`` never waits for a lock (no busy timeout): a locked
         database raises :class:`DatabaseError` at once, so an event loop can
         run a unit itself and hand it to a thread only when it would block.
         """
-        assert self.has_driver_units
+        assert self.embedded
         dbapi: Any = None
         with self._idle_lock:
             idle = self._idle[wait]

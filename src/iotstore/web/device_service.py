@@ -132,12 +132,15 @@ def _driver_units(database: SqlDatabase, keystore: KeyStore) -> RegistrarUnit:
 
 
 def _new_request_id(deployment: Deployment, api_key: str | None) -> str:
+    # needs no assertions: driver units on SQLite
     database = deployment.database
-    if database.has_driver_units:
-        with database.driver_unit(write=True) as connection:
-            return DeviceRegistrar(connection, deployment.keystore, None).new_request_id(api_key)
-    with database.connection_unit(write=True) as (session, connection):
-        return _vault(deployment, session, connection).new_request_id(api_key)
+    units = (
+        _driver_units(database, deployment.keystore)
+        if database.embedded
+        else _full_units(database, functools.partial(_vault, deployment))
+    )
+    with units(True) as registrar:
+        return registrar.new_request_id(api_key)
 
 
 def register_device(
@@ -163,7 +166,7 @@ def register_device(
     assertion database (most registrations need none of it); a case that needs
     it rolls back and runs again with it (:class:`NeedsAssertions`).
     """
-    if database.has_driver_units:
+    if database.embedded:
         try:
             return _register(_driver_units(database, keystore), api_key, data, address)
         except NeedsAssertions:
@@ -221,7 +224,7 @@ def _checked_on_loop(deployment: Deployment, api_key: str | None, data: bytes) -
     trip). The vault's 4xx errors are raised here.
     """
     database = deployment.database
-    if not database.has_driver_units:
+    if not database.embedded:
         return None
     try:
         with database.driver_unit(write=False, wait=False) as connection:

@@ -620,7 +620,7 @@ async def refresh(call: DeviceCallDep) -> Response:
     SQLite, in the refresh's pool otherwise); then, only when something
     changed, the device's inventory is written in its own short writing one.
     """
-    if call.deployment.database.engine.dialect.name == "sqlite":
+    if call.deployment.database.embedded:
         caller, answer, response = _answer_of(call)
     else:
         loop = asyncio.get_running_loop()
