@@ -104,14 +104,14 @@ def device_key() -> asserts.RSAPrivateKey:
     return asserts.generate_rsa(2048)
 
 
-def register(
+def serial_request(
     client: httpx.Client,
     api_key: str,
     model: asserts.Model,
     key: asserts.RSAPrivateKey,
     serial: str | None = None,
-) -> httpx.Response:
-    """A device registration through the device service: request-id, then serial."""
+) -> bytes:
+    """What a device posts to ``serial``: a fresh request-id's serial-request, then the model."""
     rid = client.post(f"{VAULT}/request-id", headers={"api-key": api_key})
     assert rid.status_code == 200, rid.text
     headers: dict[str, object] = {
@@ -120,12 +120,26 @@ def register(
     }  # fmt: skip
     if serial:
         headers["serial"] = serial
-    request = asserts.sign("serial-request", headers, key)
+    return asserts.encode_stream([asserts.sign("serial-request", headers, key), model])
+
+
+def post_serial(client: httpx.Client, api_key: str, stream: bytes) -> httpx.Response:
+    """``POST serial`` with the stream, as snapd sends it."""
     return client.post(
-        f"{VAULT}/serial",
-        content=asserts.encode_stream([request, model]),
+        f"{VAULT}/serial", content=stream,
         headers={"api-key": api_key, "Content-Type": asserts.MEDIA_TYPE},
-    )
+    )  # fmt: skip
+
+
+def register(
+    client: httpx.Client,
+    api_key: str,
+    model: asserts.Model,
+    key: asserts.RSAPrivateKey,
+    serial: str | None = None,
+) -> httpx.Response:
+    """A device registration through the device service: request-id, then serial."""
+    return post_serial(client, api_key, serial_request(client, api_key, model, key, serial))
 
 
 def vault_error(response: httpx.Response, status: int) -> str:
@@ -549,34 +563,29 @@ def test_serial_signing_postponed_with_202_while_the_key_store_is_unavailable(
     model = b.assertion(name)
     assert register(world.client, api_key, model, asserts.generate_rsa(2048)).status_code == 200
 
-    rid = world.client.post(f"{VAULT}/request-id", headers={"api-key": api_key})
-    headers = {
-        "brand-id": model.brand_id, "model": model.model, "serial": unique("sn"),
-        "request-id": rid.json()["request-id"], "device-key": device_key.public_key.encoded,
-    }  # fmt: skip
-    stream = asserts.encode_stream([asserts.sign("serial-request", headers, device_key), model])
-    post = {"api-key": api_key, "Content-Type": asserts.MEDIA_TYPE}
+    serial_number = unique("sn")
+    stream = serial_request(world.client, api_key, model, device_key, serial_number)
 
     locker = sqlite3.connect(world.deployment.data_dir / "keys.sqlite", timeout=0)
     try:
         locker.execute("BEGIN EXCLUSIVE")
-        pending = world.client.post(f"{VAULT}/serial", content=stream, headers=post)
+        pending = post_serial(world.client, api_key, stream)
     finally:
         locker.rollback()
         locker.close()
     assert pending.status_code == 202, pending.text
     assert pending.headers["content-type"] == "application/json"
     assert pending.json()["error_code"] == "signing-pending"
-    log = b.get("/signing-log", params={"search": headers["serial"]}).json()["items"]
+    log = b.get("/signing-log", params={"search": serial_number}).json()["items"]
     assert log == []  # nothing half-written
 
     # the key store is back: the very same request (same request-id) now gets its serial
-    answer = world.client.post(f"{VAULT}/serial", content=stream, headers=post)
+    answer = post_serial(world.client, api_key, stream)
     assert answer.status_code == 200, answer.text
     serial = next(iter(asserts.decode_stream(answer.content)))
-    assert isinstance(serial, asserts.Serial) and serial.serial == headers["serial"]
+    assert isinstance(serial, asserts.Serial) and serial.serial == serial_number
     # and it stays single use
-    again = world.client.post(f"{VAULT}/serial", content=stream, headers=post)
+    again = post_serial(world.client, api_key, stream)
     assert "request-id" in vault_error(again, 400)
 
 
@@ -591,13 +600,8 @@ def test_a_serial_checked_while_another_writer_holds_the_database_waits_and_is_i
     name, api_key = brand.model()
     model = brand.assertion(name)
     assert register(brand.client, api_key, model, asserts.generate_rsa(2048)).status_code == 200
-    device_key = asserts.generate_rsa(2048)
-    rid = brand.client.post(f"{VAULT}/request-id", headers={"api-key": api_key})
-    headers = {
-        "brand-id": model.brand_id, "model": model.model, "serial": unique("sn"),
-        "request-id": rid.json()["request-id"], "device-key": device_key.public_key.encoded,
-    }  # fmt: skip
-    stream = asserts.encode_stream([asserts.sign("serial-request", headers, device_key), model])
+    serial_number = unique("sn")
+    stream = serial_request(brand.client, api_key, model, asserts.generate_rsa(2048), serial_number)
     path = database.engine.url.database
     assert path is not None
     writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -606,10 +610,7 @@ def test_a_serial_checked_while_another_writer_holds_the_database_waits_and_is_i
     timer.start()
     try:
         started = time.monotonic()
-        answer = brand.client.post(
-            f"{VAULT}/serial", content=stream,
-            headers={"api-key": api_key, "Content-Type": asserts.MEDIA_TYPE},
-        )  # fmt: skip
+        answer = post_serial(brand.client, api_key, stream)
         waited = time.monotonic() - started
     finally:
         timer.join()
@@ -617,6 +618,6 @@ def test_a_serial_checked_while_another_writer_holds_the_database_waits_and_is_i
     assert answer.status_code == 200, answer.text
     assert waited >= 0.4  # it waited for the writer's lock, and was not refused
     serial = next(iter(asserts.decode_stream(answer.content)))
-    assert isinstance(serial, asserts.Serial) and serial.serial == headers["serial"]
-    log = brand.get("/signing-log", params={"search": serial.serial}).json()["items"]
+    assert isinstance(serial, asserts.Serial) and serial.serial == serial_number
+    log = brand.get("/signing-log", params={"search": serial_number}).json()["items"]
     assert len(log) == 1
