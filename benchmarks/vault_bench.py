@@ -2,7 +2,7 @@
 the rest of the time goes.
 
 Run: ``.venv/bin/python -m benchmarks.vault_bench [--seconds S] [--concurrency C] [--workers W]
-[--no-hsm]``
+[--no-hsm] [--no-registrations]``
 
 1. **Limit**: RSA-4096 PKCS#1 v1.5 SHA-512 signatures per second with
    ``cryptography``, in P = max(W, cores) processes, measured in this run
@@ -22,20 +22,33 @@ Run: ``.venv/bin/python -m benchmarks.vault_bench [--seconds S] [--concurrency C
    account); only those count, failures are printed. The server's database
    must then hold at least as many new serials (requests answered after wrk
    stopped may add a few). Ratio: serials/s over raw RSA-4096/s.
-3. **HTTP, whole registrations**: what snapd does, ``POST request-id`` then
-   ``POST serial``, from C concurrent Python devices (httpx, signing each
-   serial-request) in this process, on the same cores; the client's CPU time
-   is shown. A figure for the whole protocol, not the vault's limit.
-4. **In-process**: the server's own code path (``register_device``: a read
+3. **The ceiling**: :mod:`benchmarks.sign_only`, the same HTTP server (granian with
+   ``iotstore serve``'s settings, W workers) answering each POST with one
+   RSA-4096 signature of its body in a thread per core and nothing else, under
+   the same wrk load. Its ratio is the most a Python vault on this server can
+   reach; the vault's server CPU per serial is split into RSA, the ceiling's
+   own overhead (HTTP server, event loop, signing threads) and the vault's
+   own work beyond it.
+4. **HTTP, whole registrations** (unless ``--no-registrations``): what snapd
+   does, ``POST request-id`` then ``POST serial``, from C concurrent Python
+   devices (httpx, signing each serial-request) in this process, on the same
+   cores; the client's CPU time is shown. A figure for the whole protocol,
+   not the vault's limit.
+5. **In-process**: the server's own code path (``register_device``: a read
    transaction with every check, the signature in none, one write
    transaction) on pre-built serial-requests, on one thread: CPU time per
    serial against CPU time per raw RSA-4096 signature, and the time split
    into decoding, verifying, signing, SQL and the rest.
-5. **SoftHSM** (unless ``--no-hsm``): the in-process measurement with the
+6. **SoftHSM** (unless ``--no-hsm``): the in-process measurement with the
    serial key in a SoftHSM2 token behind ``iotstore.keystore.PKCS11KeyStore``,
-   against the token's own raw signing rate; then the wrk window with the
+   against one session's raw signing rate; then the wrk window with the
    server set to ``IOTSTORE_KEYSTORE=pkcs11`` (the demo's serial key generated
-   in the token).
+   in the token) and one worker per core, since a PKCS#11 key store signs one
+   digest at a time per process, against the token's raw rate in as many
+   processes (a session each).
+
+Exits 1 when a window had a failed answer, a socket error or a timeout, or
+answered a serial its database lacks.
 """
 
 from __future__ import annotations
@@ -97,6 +110,7 @@ from ._timing import run_async
 
 VAULT = "/serial-vault/v1"
 ROOT_ID = "bench-root"
+Summary = dict[str, float]  # the figures main prints as JSON at the end
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 
@@ -162,25 +176,29 @@ def seeded_server_dir(
 
 
 @contextlib.contextmanager
-def serve_process(
-    args: list[str], env: dict[str, str], url: str, log_path: Path
+def background(
+    argv: list[str],
+    log_path: Path,
+    ready: Callable[[], bool],
+    name: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``iotstore serve ARGS`` until ``url`` answers its health check; stop it after."""
+    """Run ``argv`` until ``ready()`` (transport errors count as not yet); stop it after."""
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "iotstore", "serve", *args],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     try:
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"iotstore serve exited: see {log_path}")
+                raise RuntimeError(f"{name} exited: see {log_path}")
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
+                if ready():
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"iotstore serve did not start: see {log_path}")
+                raise RuntimeError(f"{name} did not start: see {log_path}")
             time.sleep(0.1)
         yield process
     finally:
@@ -190,6 +208,17 @@ def serve_process(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def serve_process(
+    args: list[str], env: dict[str, str], url: str, log_path: Path
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """Run ``iotstore serve ARGS`` until ``url`` answers its health check; stop it after."""
+    argv = [sys.executable, "-m", "iotstore", "serve", *args]
+    return background(
+        argv, log_path, lambda: httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200,
+        "iotstore serve", env,
+    )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -324,9 +353,16 @@ def rsa_cpu_ms(seconds: float) -> float:
 
 def raw_rsa_rate(processes: int, seconds: float) -> float:
     """RSA-4096 PKCS#1 v1.5 SHA-512 signatures per second over ``processes`` processes."""
+    return rate_in_processes(_sign_for, (seconds,), processes, seconds)
+
+
+def rate_in_processes(
+    target: Callable[..., None], args: tuple[Any, ...], processes: int, seconds: float
+) -> float:
+    """The sum of the rates ``processes`` processes of ``target(*args, queue)`` put on the queue."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    workers = [ctx.Process(target=_sign_for, args=(seconds, queue)) for _ in range(processes)]
+    workers = [ctx.Process(target=target, args=(*args, queue)) for _ in range(processes)]
     for w in workers:
         w.start()
     rates: list[float] = []
@@ -337,7 +373,7 @@ def raw_rsa_rate(processes: int, seconds: float) -> float:
         except queue_module.Empty:
             # a worker that died (e.g. its import failed) never reports: stop now
             if any(w.exitcode not in (None, 0) for w in workers) or time.monotonic() > deadline:
-                raise RuntimeError("an RSA signing process failed: see its output") from None
+                raise RuntimeError("a signing process failed: see its output") from None
     for w in workers:
         w.join()
     return float(sum(rates))
@@ -423,6 +459,7 @@ end
 
 function init(args)
   local nthreads, path, api_key, url_path = tonumber(args[1]), args[2], args[3], args[4]
+  expect = args[5]
   local file = assert(io.open(path, "rb"))
   local data = file:read("*a")
   file:close()
@@ -449,10 +486,17 @@ function request()
   return r
 end
 
+local function answered(status, body)
+  if expect == "signature" then
+    return status == 200 and #body == 512
+  end
+  return status == 200 and body:sub(1, 13) == "type: serial\n"
+      and body:find("\n\ntype: account-key\n", 1, true) ~= nil
+      and body:find("\n\ntype: account\n", 1, true) ~= nil
+end
+
 function response(status, headers, body)
-  if status == 200 and body:sub(1, 13) == "type: serial\n"
-      and body:find("\n\ntype: account-key\n", 1, true)
-      and body:find("\n\ntype: account\n", 1, true) then
+  if answered(status, body) then
     ok = ok + 1
   else
     failed = failed + 1
@@ -526,12 +570,18 @@ class WrkSerials:
     first_failure: str
     server_cpu: float  # CPU seconds of the server's process tree over the window
     wrk_cpu: float  # CPU seconds wrk used (it runs on the same cores)
-    recorded: int  # serials the server's database gained over the window
+    recorded: int | None = None  # serials the server's database gained over the window
 
     @property
     def rate(self) -> float:
         """Checked serials per second."""
         return self.ok / self.seconds
+
+    @property
+    def problems(self) -> int:
+        """Failed answers, socket errors, timeouts and answered serials the database lacks."""
+        unrecorded = 0 if self.recorded is None else max(0, self.ok - self.recorded)
+        return self.failed + self.socket_errors + self.timeouts + unrecorded
 
 
 def signing_log_count(database_url: str) -> int:
@@ -544,10 +594,22 @@ def signing_log_count(database_url: str) -> int:
         database.dispose()
 
 
-def wrk_serials(
-    server: Server, bodies: list[bytes], connections: int, seconds: float, work_dir: Path
+def run_wrk(
+    url: str,
+    pid: int,
+    bodies: list[bytes],
+    connections: int,
+    seconds: float,
+    work_dir: Path,
+    api_key: str = "",
+    expect: str = "serial",
 ) -> WrkSerials:
-    """Post the pre-built ``bodies`` (each once) for ``seconds`` with wrk and check each answer."""
+    """Post ``bodies`` (each once) to ``url``'s ``serial`` for ``seconds`` with wrk.
+
+    Each answer is checked: a serial stream (``expect="serial"``) or an RSA-4096
+    signature (``"signature"``, the ceiling's). ``pid``: the server, whose process
+    tree's CPU time is measured. ``recorded`` is left None.
+    """
     binary = shutil.which("wrk")
     if binary is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -558,19 +620,16 @@ def wrk_serials(
     script.write_text(WRK_SCRIPT)
     threads = 1  # one core's worth of load generator at most: the server needs the rest
     cmd = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
-           "--timeout", "60s", "-s", str(script), server.url,
-           "--", str(threads), str(bodies_path), server.api_key, f"{VAULT}/serial"]  # fmt: skip
-    assert server.process is not None
-    recorded = signing_log_count(server.database_url)
+           "--timeout", "60s", "-s", str(script), url,
+           "--", str(threads), str(bodies_path), api_key, f"{VAULT}/serial", expect]  # fmt: skip
     children = os.times()
-    server_cpu = tree_cpu_seconds(server.process.pid)
+    server_cpu = tree_cpu_seconds(pid)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=False)
-    server_cpu = tree_cpu_seconds(server.process.pid) - server_cpu
+    server_cpu = tree_cpu_seconds(pid) - server_cpu
     after = os.times()
     wrk_cpu = (after.children_user - children.children_user) + (
         after.children_system - children.children_system
     )
-    recorded = signing_log_count(server.database_url) - recorded
     line = next((x for x in out.stdout.splitlines() if x.startswith("VAULT ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
@@ -582,8 +641,21 @@ def wrk_serials(
     )
     return WrkSerials(
         ok, failed, exhausted, sock, timeouts, requests, duration_us / 1e6, p50 / 1000,
-        p99 / 1000, first, server_cpu, wrk_cpu, recorded,
+        p99 / 1000, first, server_cpu, wrk_cpu,
     )  # fmt: skip
+
+
+def wrk_serials(
+    server: Server, bodies: list[bytes], connections: int, seconds: float, work_dir: Path
+) -> WrkSerials:
+    """Post the pre-built ``bodies`` (each once) for ``seconds``; count what the database gained."""
+    assert server.process is not None
+    recorded = signing_log_count(server.database_url)
+    result = run_wrk(
+        server.url, server.process.pid, bodies, connections, seconds, work_dir, server.api_key
+    )
+    result.recorded = signing_log_count(server.database_url) - recorded
+    return result
 
 
 def serial_window(
@@ -606,6 +678,50 @@ def serial_window(
     return wrk_serials(server, bodies, connections, seconds, work_dir)
 
 
+@contextlib.contextmanager
+def sign_only_server(workers: int, log_path: Path) -> Iterator[tuple[str, int]]:
+    """Run :mod:`benchmarks.sign_only` (the ceiling) until the block ends: (url, pid)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    argv = [sys.executable, "-m", "benchmarks.sign_only", "--port", url.rsplit(":", 1)[1],
+            "--workers", str(workers)]  # fmt: skip
+    # ready once every worker has generated its key; any POST is signed
+    with background(
+        argv, log_path, lambda: httpx.post(url, content=b"up?", timeout=2).status_code == 200,
+        "the sign-only server", cwd=Path(__file__).resolve().parent.parent,
+    ) as process:  # fmt: skip
+        yield url, process.pid
+
+
+def ceiling_window(
+    body: bytes, workers: int, connections: int, seconds: float, most: float, work_dir: Path
+) -> WrkSerials:
+    """The wrk window of :func:`serial_window` against the sign-only server, posting ``body``."""
+    with sign_only_server(workers, work_dir / "sign-only.log") as (url, pid):
+        warm = [body] * (4 * connections)
+        run_wrk(url, pid, warm, connections, 1, work_dir, expect="signature")
+        bodies = [body] * (int(most * seconds * 1.5) + 4 * connections)
+        return run_wrk(url, pid, bodies, connections, seconds, work_dir, expect="signature")
+
+
+def print_ceiling(ceiling: WrkSerials, vault: WrkSerials, raw: float, rsa_ms: float) -> None:
+    """The ceiling's figures, and a serial's server CPU split against it."""
+    print(f"\nceiling: the same HTTP server (iotstore serve's granian settings and workers)"
+          f" answering each POST with one RSA-4096 signature of its body (a signing thread per"
+          f" core) and nothing else, wrk, {ceiling.seconds:.1f} s:")  # fmt: skip
+    print(
+        f"  {ceiling.rate:.1f} signatures/s ({ceiling.failed} failed); ratio to raw:"
+        f" {ceiling.rate / raw:.3f}; the vault reaches {vault.rate / ceiling.rate:.3f} of it"
+    )
+    per_request = ceiling.server_cpu / max(1, ceiling.ok) * 1000
+    per_serial = vault.server_cpu / max(1, vault.ok) * 1000
+    print(f"  server CPU {per_request:.2f} ms per request; wrk CPU"
+          f" {ceiling.wrk_cpu / max(1, ceiling.ok) * 1000:.2f} ms")  # fmt: skip
+    print(f"  a serial's {per_serial:.2f} ms of server CPU: RSA-4096 {rsa_ms:.2f} ms; HTTP server,"
+          f" event loop and signing threads (the ceiling's beyond RSA) {per_request - rsa_ms:.2f}"
+          f" ms; the vault's own work (beyond the ceiling) {per_serial - per_request:.2f} ms,"
+          f" split below (in-process)")  # fmt: skip
+
+
 def print_window(title: str, result: WrkSerials, limit: float, limit_name: str) -> None:
     """The wrk window's figures."""
     print(f"\n{title}, {result.seconds:.1f} s:")
@@ -621,7 +737,7 @@ def print_window(title: str, result: WrkSerials, limit: float, limit_name: str) 
           f" wrk CPU {result.wrk_cpu / per * 1000:.2f} ms per serial (same cores)")  # fmt: skip
     if result.failed:
         print(f"  first failure: {result.first_failure}")
-    if result.recorded < result.ok:
+    if result.recorded is not None and result.recorded < result.ok:
         print("  ERROR: fewer serials recorded than answered")
 
 
@@ -745,14 +861,14 @@ class InProcess:
     @contextlib.contextmanager
     def vault(self) -> Iterator[VaultService]:
         with self.database.unit_of_work() as session:
-            trust = trust_database(session, self.root.trusted)
+            trust = self.trust(session)
             brands = BrandService(session, self.keystore, self.root, trust)
             yield VaultService(session, self.keystore, brands, trust, AuditLog(session))
 
     def setup(self) -> None:
         system = Actor(account_id=None, address="bench")
         with self.database.unit_of_work() as session:
-            trust = trust_database(session, self.root.trusted)
+            trust = self.trust(session)
             brands = BrandService(session, self.keystore, self.root, trust)
             brand = brands.create("benchbrand", "Bench Brand")
             brands.generate_key(brand.account_id, "models")
@@ -777,7 +893,7 @@ class InProcess:
 
     def service(self, session: Session, connection: Connection | None = None) -> VaultService:
         """The vault service over ``session`` (what the server builds per transaction)."""
-        trust = trust_database(session, self.root.trusted)
+        trust = self.trust(session)
         brands = BrandService(session, self.keystore, self.root, trust)
         return VaultService(session, self.keystore, brands, trust, AuditLog(session), connection)
 
@@ -797,8 +913,12 @@ class InProcess:
     def register(self, data: bytes) -> asserts.Serial:
         """``POST serial``'s code path (register_device), without HTTP."""
         return register_device(
-            self.database, self.service, self.keystore, self.api_key, data, "127.0.0.1"
+            self.database, self.trust, self.keystore, self.api_key, data, "127.0.0.1"
         ).serial
+
+    def trust(self, session: Session) -> asserts.Database:
+        """The assertion database over ``session``, trusting the fixed root."""
+        return trust_database(session, self.root.trusted)
 
 
 def open_in_process(base: Path, keystore: KeyStore) -> InProcess:
@@ -894,6 +1014,75 @@ def hsm_raw_rate(keystore: KeyStore, name: str, seconds: float) -> tuple[float, 
     return count / (time.perf_counter() - start), cpu_ms
 
 
+def _hsm_sign_for(module: str, label: str, pin: str, name: str, seconds: float, queue: Any) -> None:
+    store = PKCS11KeyStore(module, label, pin)
+    try:
+        queue.put(hsm_raw_rate(store, name, seconds)[0])
+    finally:
+        store.close()
+
+
+def softhsm(base: Path, keys: list[asserts.RSAPrivateKey], args: argparse.Namespace) -> Summary:
+    """The SoftHSM2 figures: raw token rates, in-process phases, the wrk window.
+
+    python-pkcs11 initialises the module without OS locking, so a key store keeps one
+    session and signs one digest at a time: a process signs on one core. The server
+    therefore runs a worker per core here, and the limit is the token's raw rate in
+    as many processes (a session each), as the encrypted store's is raw RSA on every core.
+    """
+    base.mkdir()
+    cores = os.cpu_count() or 1
+    workers = max(args.workers, cores)
+    seconds = min(args.seconds, 5.0)
+    with softhsm_token(base) as (module, label, pin):
+        hsm = PKCS11KeyStore(module, label, pin)
+        try:
+            world = open_in_process(base, hsm)
+            with world.vault() as vault:
+                signer_name = vault.active_serial_key(
+                    vault.model(world.brand_id, world.model_name)
+                ).keystore_name
+            assert signer_name is not None
+            one, hsm_ms = hsm_raw_rate(hsm, signer_name, seconds)
+            hsm_figures = measure_in_process(world, keys, args.seconds)
+            world.database.dispose()
+            raw = rate_in_processes(
+                _hsm_sign_for, (module, label, pin, signer_name, seconds), workers, seconds
+            )
+        finally:
+            hsm.close()
+        # over HTTP: the server's keystore setting puts the serial key in the token
+        hsm_env = {
+            "IOTSTORE_KEYSTORE": "pkcs11", "IOTSTORE_PKCS11_MODULE": module,
+            "IOTSTORE_PKCS11_TOKEN": label, "IOTSTORE_PKCS11_PIN": pin,
+        }  # fmt: skip
+        server_base = base / "server"
+        server_base.mkdir()
+        server = seeded_server_dir(
+            server_base, None, KeystoreSettings("pkcs11", module, label, pin)
+        )
+        with serving(server, workers, server_base / "server.log", hsm_env):
+            window = serial_window(
+                server, keys, args.concurrency, args.seconds, one * cores, server_base
+            )
+    print(f"\nlimit: raw SoftHSM2 RSA-4096 sign, {workers} process(es), a session each:"
+          f" {raw:.1f}/s ({one:.1f}/s on one; {hsm_ms:.2f} ms CPU each)")  # fmt: skip
+    print_window(
+        f"HTTP POST serial, SQLite + SoftHSM2 (IOTSTORE_KEYSTORE=pkcs11), {workers} worker(s)"
+        f" (one PKCS#11 session each), wrk", window, raw,
+        f"raw SoftHSM2 RSA-4096 in {workers} processes",
+    )  # fmt: skip
+    print_phases("in-process register_device, SoftHSM2 (PKCS#11)", hsm_figures, hsm_ms)
+    print(f"  in-process rate {hsm_figures.rate:.1f}/s on one thread, ratio to one session's"
+          f" raw rate {hsm_figures.rate / one:.3f}")  # fmt: skip
+    return {
+        "softhsm_raw_per_s": raw, "softhsm_raw_one_per_s": one,
+        "http_softhsm_per_s": window.rate, "http_softhsm_ratio": window.rate / raw,
+        "http_softhsm_failed": window.problems, "inprocess_softhsm_per_s": hsm_figures.rate,
+        "inprocess_softhsm_ratio_to_hsm": hsm_figures.rate / one,
+    }  # fmt: skip
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 
@@ -911,7 +1100,7 @@ def print_phases(title: str, figures: InProcessFigures, rsa_ms: float) -> None:
 
 def whole_registrations(
     server: Server, keys: list[asserts.RSAPrivateKey], concurrency: int, seconds: float, raw: float
-) -> dict[str, float]:
+) -> Summary:
     """request-id + serial from Python devices in this process (httpx; they sign here)."""
     cpu = time.process_time()
     outcomes, wall, server_cpu = run_async(closed_loop(server, keys, concurrency, seconds))
@@ -935,7 +1124,8 @@ def whole_registrations(
     if bad:
         print(f"  first failure: {bad[0].statuses} {bad[0].error}")
     return {"registrations_per_s": rate, "registrations_ratio": rate / raw,
-            "registration_server_cpu_ms": server_cpu / n * 1000}  # fmt: skip
+            "registration_server_cpu_ms": server_cpu / n * 1000,
+            "registrations_failed": len(bad)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -951,7 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the whole-registration (Python client) measurement",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    summary: dict[str, float] = {}
+    summary: Summary = {}
     load = os.getloadavg()[0]
     print(f"load average before: {load:.2f} {os.getloadavg()[1]:.2f} ({os.cpu_count()} cores)")
     if load > 0.5:
@@ -992,13 +1182,21 @@ def main(argv: list[str] | None = None) -> int:
                   f" per serial, ratio {rsa_ms / server_ms:.3f}")  # fmt: skip
             summary.update(
                 http_serials_per_s=window.rate, http_ratio=window.rate / raw,
-                http_failed=window.failed, server_cpu_ms=server_ms,
+                http_failed=window.problems, server_cpu_ms=server_ms,
                 server_cpu_ratio=rsa_ms / server_ms,
             )  # fmt: skip
             if not args.no_registrations:
                 summary.update(
                     whole_registrations(server, keys, args.concurrency, args.seconds, raw)
                 )
+        # with the vault stopped; the body: a serial-request's size (the ceiling reads none)
+        body = serial_request(keys[0], server.model, "0" * 32, None)
+        ceiling = ceiling_window(body, args.workers, args.concurrency, args.seconds, most, base)
+        print_ceiling(ceiling, window, raw, rsa_ms)
+        summary.update(
+            ceiling_per_s=ceiling.rate, ceiling_ratio=ceiling.rate / raw,
+            vault_of_ceiling=window.rate / ceiling.rate, ceiling_failed=ceiling.problems,
+        )  # fmt: skip
 
         enc_dir = base / "encrypted"
         enc_dir.mkdir()
@@ -1015,56 +1213,13 @@ def main(argv: list[str] | None = None) -> int:
         summary.update(inprocess_cpu_ms=figures.cpu_ms, inprocess_cpu_ratio=rsa_ms / figures.cpu_ms)
 
         if not args.no_hsm:
-            hsm_dir = base / "hsm"
-            hsm_dir.mkdir()
-            with softhsm_token(hsm_dir) as (module, label, pin):
-                hsm = PKCS11KeyStore(module, label, pin)
-                try:
-                    world = open_in_process(hsm_dir, hsm)
-                    with world.vault() as vault:
-                        signer_name = vault.active_serial_key(
-                            vault.model(world.brand_id, world.model_name)
-                        ).keystore_name
-                    assert signer_name is not None
-                    hsm_raw, hsm_ms = hsm_raw_rate(hsm, signer_name, min(args.seconds, 5.0))
-                    hsm_figures = measure_in_process(world, keys, args.seconds)
-                    world.database.dispose()
-                finally:
-                    hsm.close()
-                # over HTTP: the server's keystore setting puts the serial key in the token
-                hsm_env = {
-                    "IOTSTORE_KEYSTORE": "pkcs11", "IOTSTORE_PKCS11_MODULE": module,
-                    "IOTSTORE_PKCS11_TOKEN": label, "IOTSTORE_PKCS11_PIN": pin,
-                }  # fmt: skip
-                hsm_base = hsm_dir / "server"
-                hsm_base.mkdir()
-                hsm_server = seeded_server_dir(
-                    hsm_base, None, KeystoreSettings("pkcs11", module, label, pin)
-                )
-                with serving(hsm_server, args.workers, hsm_base / "server.log", hsm_env):
-                    hsm_window = serial_window(
-                        hsm_server, keys, args.concurrency, args.seconds,
-                        hsm_raw * (os.cpu_count() or 1), hsm_base,
-                    )  # fmt: skip
-            print_window(
-                f"HTTP POST serial, SQLite + SoftHSM2 (IOTSTORE_KEYSTORE=pkcs11),"
-                f" {args.workers} worker(s), wrk", hsm_window, hsm_raw,
-                "raw SoftHSM RSA-4096 signing (one session)",
-            )  # fmt: skip
-            summary.update(
-                http_softhsm_per_s=hsm_window.rate, http_softhsm_ratio=hsm_window.rate / hsm_raw
-            )
-            print_phases("in-process register_device, SoftHSM2 (PKCS#11)", hsm_figures, hsm_ms)
-            hsm_ratio = hsm_figures.rate / hsm_raw
-            print(f"  raw SoftHSM RSA-4096 sign: {hsm_raw:.1f}/s ({hsm_ms:.2f} ms CPU each);"
-                  f" in-process rate {hsm_figures.rate:.1f}/s, ratio {hsm_ratio:.3f}")  # fmt: skip
-            summary.update(
-                softhsm_raw_per_s=hsm_raw, inprocess_softhsm_per_s=hsm_figures.rate,
-                inprocess_softhsm_ratio_to_hsm=hsm_figures.rate / hsm_raw,
-            )  # fmt: skip
+            summary.update(softhsm(base / "hsm", keys, args))
     print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
     print(json.dumps({k: round(v, 3) for k, v in summary.items()}))
-    return 0
+    failed = [k for k, v in summary.items() if k.endswith("failed") and v]
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

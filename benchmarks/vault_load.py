@@ -3,13 +3,14 @@
 Run: ``.venv/bin/python -m benchmarks.vault_load [--devices 500] [--workers 1]
 [--database-url URL | --start-postgres] [--duplicates 20]``
 
-A load test, not part of the test suite. It seeds a fresh data directory (the
-demo model, its serial key and API key, as ``iotstore serve`` does on first
-start), runs ``iotstore serve`` (embedded default: SQLite in the data
-directory; or the PostgreSQL database given by ``--database-url``, which must
-be empty, or a throwaway server with ``--start-postgres``), then fires every
-registration at once: each device does what snapd does, ``POST request-id``
-then ``POST serial`` with its serial-request and the model.
+A load test; the suite runs a small one (``tests/devices/test_vault_benchmarks.py``).
+It seeds a fresh data directory (the demo model, its serial key and API key, as
+``iotstore serve`` does on first start), runs ``iotstore serve`` (embedded
+default: SQLite in the data directory; or the PostgreSQL database given by
+``--database-url``, which must be empty, or a throwaway server with
+``--start-postgres``), then fires every registration at once: each device does
+what snapd does, ``POST request-id`` then ``POST serial`` with its
+serial-request and the model.
 
 Device keys come from a pool generated once (``--keys``, 2048 bits): the
 client must stay cheap, it shares the machine with the server. Reusing a key

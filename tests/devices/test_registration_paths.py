@@ -12,17 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from iotstore import asserts
-from iotstore.accounts.brands import BrandService
 from iotstore.db import sqlite_url
 from iotstore.devices.models import DeviceModel, SigningLogEntry
 from iotstore.devices.registration import DeviceRegistrar, NeedsAssertions, SerialPlan
-from iotstore.devices.services import VaultService
 from iotstore.keystore import MemoryKeyStore
-from iotstore.stores.audit import AuditLog
 from iotstore.web.device_service import register_device
 
 from ._live import DeviceKey, DeviceKeys, serial_request_stream
@@ -30,13 +25,8 @@ from .conftest import Backend, VaultWorld, make_backend
 
 
 def _register(world: VaultWorld, api_key: str, data: bytes) -> asserts.Serial:
-    def vaults(session: Session, connection: Connection) -> VaultService:
-        trust = world.trust(session)
-        brands = BrandService(session, world.keystore, world.root, trust)
-        return VaultService(session, world.keystore, brands, trust, AuditLog(session), connection)
-
     registration = register_device(
-        world.database, vaults, world.keystore, api_key, data, "192.0.2.9"
+        world.database, world.trust, world.keystore, api_key, data, "192.0.2.9"
     )
     return registration.serial
 

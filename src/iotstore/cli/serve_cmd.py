@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ._options import DEFAULT_DATA_DIR, DataDir
+
+if TYPE_CHECKING:
+    from granian.server.common import AbstractServer
 
 
 def serve(
@@ -29,15 +32,18 @@ def serve(
     """Run the store (embedded default: SQLite and files under the data directory)."""
     # imported here, not at the top: the web app, the database and the server cost every
     # other command seconds of start-up
-    from granian.constants import Interfaces  # noqa: PLC0415
-    from granian.http import HTTP1Settings  # noqa: PLC0415
-    from granian.server import Server  # noqa: PLC0415
-
     from iotstore.demo import seed_demo  # noqa: PLC0415
     from iotstore.deployment import Deployment  # noqa: PLC0415
     from iotstore.settings import Settings, host_port  # noqa: PLC0415
 
-    url = os.environ.get("IOTSTORE_BASE_URL") or f"http://{host}:{port}"
+    url = os.environ.get("IOTSTORE_BASE_URL") or listening_url(host, port)
+    if not os.environ.get("IOTSTORE_BASE_URL") and host in WILDCARDS:
+        typer.echo(
+            f"{host} listens on every address: set IOTSTORE_BASE_URL to the URL devices and"
+            " clients reach (it goes into download links, the demo's device-service URL and"
+            " OpenID redirects)",
+            err=True,
+        )
     os.environ["IOTSTORE_BASE_URL"] = url
     os.environ["IOTSTORE_DATA_DIR"] = str(Path(data_dir).resolve())
     if download_port is not None:
@@ -56,8 +62,32 @@ def serve(
     typer.echo(f"iotstore listening on {url} (root account {deployment.root.account_id})")
     if download_port is not None:
         typer.echo(f"snap downloads on {deployment.settings.download_base_url}")
-    Server(
-        "iotstore.web.app:app_from_env",
+    http_server("iotstore.web.app:app_from_env", host, port, workers).serve()
+
+
+# addresses that listen everywhere: no URL a client could use
+WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104
+
+
+def listening_url(host: str, port: int) -> str:
+    """The base URL ``serve`` uses when IOTSTORE_BASE_URL is unset (IPv6 in brackets)."""
+    from iotstore.settings import host_port  # noqa: PLC0415
+
+    return f"http://{host_port(host, port)}"
+
+
+def http_server(target: str, host: str, port: int, workers: int) -> AbstractServer[Any]:
+    """The HTTP server ``serve`` runs, for the ASGI app factory ``target`` ("module:name").
+
+    The vault benchmark serves its ceiling (an app that only signs) with it too, so that
+    both run on the same server settings.
+    """
+    from granian.constants import Interfaces  # noqa: PLC0415
+    from granian.http import HTTP1Settings  # noqa: PLC0415
+    from granian.server import Server  # noqa: PLC0415
+
+    return Server(
+        target,
         address=host,
         port=port,
         interface=Interfaces.ASGI,
@@ -68,4 +98,4 @@ def serve(
         # measured per GiB, the event loop's CPU 1.3 s -> 0.7 s, granian's 0.6 s -> 0.4 s (4 MiB
         # saved no more and held 47 MiB instead of 29 MiB during a 1 GiB upload)
         http1_settings=HTTP1Settings(max_buffer_size=2 << 20),
-    ).serve()
+    )

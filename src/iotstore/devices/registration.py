@@ -17,14 +17,16 @@ not the current one); the caller then runs the registration again in full.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, exists, insert, select, update
 
@@ -54,10 +56,13 @@ __all__ = [
     "RELEASED",
     "DeviceRegistrar",
     "NeedsAssertions",
+    "RegistrarUnits",
     "Registration",
     "SerialPlan",
     "api_key_hash",
     "check_serial",
+    "register_in_steps",
+    "sign_and_record",
     "sign_serial",
 ]
 
@@ -290,16 +295,12 @@ class DeviceRegistrar:
     def register(self, api_key: str | None, data: bytes, address: str | None) -> Registration:
         """Turn a device's serial-request (+ model) stream into a signed serial, in one transaction.
 
-        The web edge runs the same three steps in three transactions instead
-        (:meth:`check_registration` reading, :func:`sign_serial` in none,
-        :meth:`record_registration` writing), so no write lock is held while RSA runs.
+        The web edge runs the same steps (:func:`register_in_steps`) in
+        transactions of their own, so no write lock is held while RSA runs.
         """
-        try:
-            plan = self.check_registration(api_key, data)
-            signed = sign_serial(plan)
-        except _TRANSIENT_KEYSTORE_ERRORS as e:
-            raise self.postpone_request(data, e) from e
-        return self.record_registration(plan, signed, address)
+        return register_in_steps(
+            lambda _write: contextlib.nullcontext(self), api_key, data, address
+        )
 
     def check_registration(self, api_key: str | None, data: bytes) -> SerialPlan:
         """Every check of a registration that needs no write; raises the 4xx a device gets.
@@ -581,3 +582,49 @@ def _decode_serial_request(
     if len(members) > 2:
         raise InvalidSerialRequest("re-registration (remodelling) is not supported yet")
     return members[0], members[1] if len(members) == 2 else None
+
+
+# A registrar over a transaction of its own per call (write=True: one that may write);
+# or the same registrar every time, for one transaction throughout.
+RegistrarUnits = Callable[[bool], contextlib.AbstractContextManager[DeviceRegistrar]]
+
+
+def register_in_steps(
+    units: RegistrarUnits, api_key: str | None, data: bytes, address: str | None
+) -> Registration:
+    """One registration: check (a read unit), sign (in none), record (a write unit).
+
+    What the write unit commits is all or nothing. Raises the vault's 4xx errors,
+    and :class:`SigningPending` when the key store fails for now: the request-id's
+    new expiry is then all a write unit committed, so snapd's retry can use it.
+    """
+    try:
+        with units(False) as registrar:
+            plan = registrar.check_registration(api_key, data)
+    except _TRANSIENT_KEYSTORE_ERRORS as e:
+        _postpone(units, data, e)
+    return sign_and_record(units, plan, data, address)
+
+
+def sign_and_record(
+    units: RegistrarUnits, plan: SerialPlan, data: bytes, address: str | None
+) -> Registration:
+    """The last two steps of :func:`register_in_steps`, for a checked ``plan``."""
+    try:
+        signed = sign_serial(plan)
+    except _TRANSIENT_KEYSTORE_ERRORS as e:
+        _postpone(units, data, e)
+    postponed: SigningPending | None = None
+    with units(True) as registrar:
+        try:
+            return registrar.record_registration(plan, signed, address)
+        except SigningPending as e:
+            postponed = e  # raised once the unit has committed the request-id's new expiry
+    assert postponed is not None
+    raise postponed
+
+
+def _postpone(units: RegistrarUnits, data: bytes, cause: Exception) -> NoReturn:
+    with units(True) as registrar:
+        pending = registrar.postpone_request(data, cause)
+    raise pending from cause

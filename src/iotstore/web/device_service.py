@@ -21,17 +21,15 @@ thread per core, which signs and records it: one thread hop per serial.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
-from typing import Annotated, Any, NoReturn
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.exceptions import ExceptionMiddleware
@@ -39,15 +37,19 @@ from starlette.routing import request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotstore import asserts
-from iotstore.accounts.brands import BrandService
 from iotstore.assertdb import trust_database
 from iotstore.db import DatabaseError, SqlDatabase
 from iotstore.deployment import Deployment
 from iotstore.devices.errors import SigningPending
-from iotstore.devices.registration import DeviceRegistrar, NeedsAssertions
-from iotstore.devices.services import Registration, SerialPlan, VaultService, sign_serial
+from iotstore.devices.registration import (
+    DeviceRegistrar,
+    NeedsAssertions,
+    RegistrarUnits,
+    register_in_steps,
+    sign_and_record,
+)
+from iotstore.devices.services import Registration, SerialPlan, VaultService
 from iotstore.keystore import HSMError, KeyStorageError, KeyStore
-from iotstore.stores.audit import AuditLog
 from iotstore.stores.permissions import Permission
 
 from .auth import require
@@ -101,28 +103,24 @@ def vault_service(ctx: RequestContext) -> VaultService:
     return VaultService(ctx.session, ctx.deployment.keystore, ctx.brands, ctx.trust, ctx.audit)
 
 
-def _vault(deployment: Deployment, session: Session, connection: Connection) -> VaultService:
-    # What vault_service builds, without the request context: the hot path signs
-    # with the deployment's key store and generates no keys.
-    trust = trust_database(session, deployment.root.trusted)
-    brands = BrandService(session, deployment.keystore, deployment.root, trust)
-    return VaultService(session, deployment.keystore, brands, trust, AuditLog(session), connection)
+Trust = Callable[[Session], asserts.Database]
 
 
-Vaults = Callable[[Session, Connection], VaultService]
-RegistrarUnit = Callable[[bool], AbstractContextManager[DeviceRegistrar]]
+def _trust(deployment: Deployment) -> Trust:
+    trusted = deployment.root.trusted
+    return lambda session: trust_database(session, trusted)
 
 
-def _full_units(database: SqlDatabase, vaults: Vaults) -> RegistrarUnit:
+def _full_units(database: SqlDatabase, keystore: KeyStore, trust: Trust) -> RegistrarUnits:
     @contextmanager
     def unit(write: bool) -> Iterator[DeviceRegistrar]:
         with database.connection_unit(write=write) as (session, connection):
-            yield vaults(session, connection).registrar()
+            yield DeviceRegistrar(connection, keystore, trust(session))
 
     return unit
 
 
-def _driver_units(database: SqlDatabase, keystore: KeyStore) -> RegistrarUnit:
+def _driver_units(database: SqlDatabase, keystore: KeyStore) -> RegistrarUnits:
     @contextmanager
     def unit(write: bool) -> Iterator[DeviceRegistrar]:
         with database.driver_unit(write=write) as connection:
@@ -137,7 +135,7 @@ def _new_request_id(deployment: Deployment, api_key: str | None) -> str:
     units = (
         _driver_units(database, deployment.keystore)
         if database.embedded
-        else _full_units(database, functools.partial(_vault, deployment))
+        else _full_units(database, deployment.keystore, _trust(deployment))
     )
     with units(True) as registrar:
         return registrar.new_request_id(api_key)
@@ -145,7 +143,7 @@ def _new_request_id(deployment: Deployment, api_key: str | None) -> str:
 
 def register_device(
     database: SqlDatabase,
-    vaults: Vaults,
+    trust: Trust,
     keystore: KeyStore,
     api_key: str | None,
     data: bytes,
@@ -159,8 +157,8 @@ def register_device(
        the device's row again and records serial, device and signing-log
        entry (:meth:`DeviceRegistrar.record_registration`). Raises the vault's
        4xx errors, and :class:`SigningPending` (committed: the request-id stays
-       usable) when the key store fails for now. ``vaults`` makes the vault
-       service over a transaction's session and connection.
+       usable) when the key store fails for now. ``trust`` opens the assertion
+       database over a transaction's session.
 
     On SQLite the steps first run on bare driver connections, without the
     assertion database (most registrations need none of it); a case that needs
@@ -168,45 +166,10 @@ def register_device(
     """
     if database.embedded:
         try:
-            return _register(_driver_units(database, keystore), api_key, data, address)
+            return register_in_steps(_driver_units(database, keystore), api_key, data, address)
         except NeedsAssertions:
             pass
-    return _register(_full_units(database, vaults), api_key, data, address)
-
-
-def _register(
-    units: RegistrarUnit, api_key: str | None, data: bytes, address: str | None
-) -> Registration:
-    try:
-        with units(False) as registrar:
-            plan = registrar.check_registration(api_key, data)
-    except _TRANSIENT_KEYSTORE_ERRORS as e:
-        _postpone(units, data, e)
-    return _sign_and_record(units, plan, data, address)
-
-
-def _sign_and_record(
-    units: RegistrarUnit, plan: SerialPlan, data: bytes, address: str | None
-) -> Registration:
-    """Steps 2 and 3 of :func:`register_device` for a checked ``plan``."""
-    try:
-        signed = sign_serial(plan)
-    except _TRANSIENT_KEYSTORE_ERRORS as e:
-        _postpone(units, data, e)
-    postponed: SigningPending | None = None
-    with units(True) as registrar:
-        try:
-            return registrar.record_registration(plan, signed, address)
-        except SigningPending as e:
-            postponed = e  # the request-id's new expiry is committed, nothing else
-    assert postponed is not None
-    raise postponed
-
-
-def _postpone(units: RegistrarUnit, data: bytes, cause: Exception) -> NoReturn:
-    with units(True) as registrar:
-        pending = registrar.postpone_request(data, cause)
-    raise pending from cause
+    return register_in_steps(_full_units(database, keystore, trust), api_key, data, address)
 
 
 # Signs (RSA releases the GIL: one thread per core keeps every core signing) and
@@ -240,11 +203,11 @@ def _finish(
     """Sign and record a plan checked on the event loop (in a signing thread)."""
     database = deployment.database
     try:
-        return _sign_and_record(_driver_units(database, deployment.keystore), plan, data, address)
+        return sign_and_record(_driver_units(database, deployment.keystore), plan, data, address)
     except NeedsAssertions:
         # rolled back (a retry's stored serial to serve, say): the whole registration again
-        vaults = functools.partial(_vault, deployment)
-        return _register(_full_units(database, vaults), api_key, data, address)
+        units = _full_units(database, deployment.keystore, _trust(deployment))
+        return register_in_steps(units, api_key, data, address)
 
 
 async def _request_id(request: Request) -> Response:
@@ -272,7 +235,7 @@ async def _serial(request: Request) -> Response:
             registration = await run_in_threadpool(
                 register_device,
                 deployment.database,
-                functools.partial(_vault, deployment),
+                _trust(deployment),
                 deployment.keystore,
                 api_key,
                 body,
