@@ -27,7 +27,7 @@ from iotstore.devices.models import Device, SigningLogEntry
 
 from ._live import VAULT_PATH, DeviceKey, DeviceKeys, LiveVault, serial_request_stream
 
-DEVICES = 32
+DEVICES = 48
 KEYS = 8  # distinct serials may share a key: the rule binds one serial to one key
 
 
@@ -42,40 +42,63 @@ class Attempt:
     statuses: list[int] = field(default_factory=list)
 
 
-async def _register(client: httpx.AsyncClient, vault: LiveVault, attempt: Attempt) -> None:
-    headers = {"api-key": vault.api_key}
+async def _prepare(client: httpx.AsyncClient, vault: LiveVault, attempt: Attempt) -> bytes | None:
+    """``POST request-id`` and the signed serial-request stream; None if refused."""
     try:
-        rid = await client.post(f"{VAULT_PATH}/request-id", headers=headers)
-        attempt.statuses.append(rid.status_code)
-        if rid.status_code != 200:
-            attempt.error = rid.text
-            return
-        data = serial_request_stream(
-            attempt.key, vault.model, rid.json()["request-id"], serial=attempt.serial
-        )
+        rid = await client.post(f"{VAULT_PATH}/request-id", headers={"api-key": vault.api_key})
+    except httpx.TransportError as e:
+        attempt.error = f"transport: {e!r}"
+        return None
+    attempt.statuses.append(rid.status_code)
+    if rid.status_code != 200:
+        attempt.error = rid.text
+        return None
+    return serial_request_stream(
+        attempt.key, vault.model, rid.json()["request-id"], serial=attempt.serial
+    )
+
+
+async def _post_serial(
+    client: httpx.AsyncClient, vault: LiveVault, attempt: Attempt, data: bytes
+) -> None:
+    try:
         answer = await client.post(
             f"{VAULT_PATH}/serial",
             content=data,
-            headers={**headers, "Content-Type": asserts.MEDIA_TYPE},
+            headers={"api-key": vault.api_key, "Content-Type": asserts.MEDIA_TYPE},
         )
-        attempt.statuses.append(answer.status_code)
-        if answer.status_code == 200:
-            attempt.answer = answer.content
-        else:
-            attempt.error = answer.text
     except httpx.TransportError as e:
         attempt.error = f"transport: {e!r}"
+        return
+    attempt.statuses.append(answer.status_code)
+    if answer.status_code == 200:
+        attempt.answer = answer.content
+    else:
+        attempt.error = answer.text
+
+
+async def _register(client: httpx.AsyncClient, vault: LiveVault, attempt: Attempt) -> None:
+    data = await _prepare(client, vault, attempt)
+    if data is not None:
+        await _post_serial(client, vault, attempt, data)
 
 
 async def _burst_then_kill(vault: LiveVault, attempts: list[Attempt]) -> None:
     async with httpx.AsyncClient(
         base_url=vault.url, timeout=60, limits=httpx.Limits(max_connections=DEVICES)
     ) as client:
-        tasks = [asyncio.create_task(_register(client, vault, a)) for a in attempts]
-        while not any(a.answer for a in attempts):
-            await asyncio.sleep(0.005)
-            if all(t.done() for t in tasks):
-                break
+        # request-ids and signed serial-requests first: during the burst this process
+        # only waits, so it notices the first answer at once, however loaded the machine
+        bodies = await asyncio.gather(*(_prepare(client, vault, a) for a in attempts))
+        answered = asyncio.Event()
+
+        async def post(attempt: Attempt, data: bytes | None) -> None:
+            if data is not None:
+                await _post_serial(client, vault, attempt, data)
+            answered.set()  # a refusal also ends the wait: the assertions report it
+
+        tasks = [asyncio.create_task(post(a, d)) for a, d in zip(attempts, bodies, strict=True)]
+        await answered.wait()
         vault.kill()
         await asyncio.gather(*tasks)
 
