@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iotstore.cli.serve_cmd import listening_url
+from iotstore.cli.serve_cmd import listening_url, signing_hint
 
 
 @pytest.mark.parametrize(
@@ -18,3 +18,10 @@ from iotstore.cli.serve_cmd import listening_url
 )
 def test_the_default_base_url_brackets_ipv6_hosts(host: str, url: str) -> None:
     assert listening_url(host, 8000) == url
+
+
+def test_a_pkcs11_key_store_with_fewer_workers_than_cores_gets_a_hint() -> None:
+    hint = signing_hint("pkcs11", 1, 4)
+    assert hint is not None and "--workers 4" in hint
+    assert signing_hint("pkcs11", 4, 4) is None
+    assert signing_hint("encrypted", 1, 4) is None  # signs on every core from one process

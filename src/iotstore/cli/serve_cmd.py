@@ -60,6 +60,9 @@ def serve(
     finally:
         deployment.close()
     typer.echo(f"iotstore listening on {url} (root account {deployment.root.account_id})")
+    hint = signing_hint(deployment.settings.keystore.backend, workers, os.cpu_count() or 1)
+    if hint:
+        typer.echo(hint, err=True)
     if download_port is not None:
         typer.echo(f"snap downloads on {deployment.settings.download_base_url}")
     http_server("iotstore.web.app:app_from_env", host, port, workers).serve()
@@ -74,6 +77,20 @@ def listening_url(host: str, port: int) -> str:
     from iotstore.settings import host_port  # noqa: PLC0415
 
     return f"http://{host_port(host, port)}"
+
+
+def signing_hint(keystore: str, workers: int, cores: int) -> str | None:
+    """A start-up hint when a PKCS#11 key store would leave cores idle, else None.
+
+    A PKCS#11 key store signs one digest at a time per process (python-pkcs11 initialises
+    the module without OS locking); the encrypted store signs on every core from one.
+    """
+    if keystore != "pkcs11" or workers >= cores:
+        return None
+    return (
+        f"the PKCS#11 key store signs on one core per server process: --workers {cores}"
+        f" lets serials be signed on all {cores} cores"
+    )
 
 
 def http_server(target: str, host: str, port: int, workers: int) -> AbstractServer[Any]:
