@@ -25,8 +25,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotstore.cli.serve_cmd import http_server
 
-SIGNATURE_BYTES = 512  # an RSA-4096 signature, the answer's exact length
-
 
 def app() -> ASGIApp:
     """The ASGI app (a factory, as granian calls it in each worker): one key per worker."""

@@ -709,7 +709,7 @@ def print_ceiling(ceiling: WrkSerials, vault: WrkSerials, raw: float, rsa_ms: fl
           f" answering each POST with one RSA-4096 signature of its body (a signing thread per"
           f" core) and nothing else, wrk, {ceiling.seconds:.1f} s:")  # fmt: skip
     print(
-        f"  {ceiling.rate:.1f} signatures/s ({ceiling.failed} failed); ratio to raw:"
+        f"  {ceiling.rate:.1f} signatures/s ({ceiling.problems} failed); ratio to raw:"
         f" {ceiling.rate / raw:.3f}; the vault reaches {vault.rate / ceiling.rate:.3f} of it"
     )
     per_request = ceiling.server_cpu / max(1, ceiling.ok) * 1000

@@ -36,8 +36,9 @@ def serve(
     from iotstore.deployment import Deployment  # noqa: PLC0415
     from iotstore.settings import Settings, host_port  # noqa: PLC0415
 
-    url = os.environ.get("IOTSTORE_BASE_URL") or listening_url(host, port)
-    if not os.environ.get("IOTSTORE_BASE_URL") and host in WILDCARDS:
+    configured = os.environ.get("IOTSTORE_BASE_URL")
+    url = configured or listening_url(host, port)
+    if not configured and host in WILDCARDS:
         typer.echo(
             f"{host} listens on every address: set IOTSTORE_BASE_URL to the URL devices and"
             " clients reach (it goes into download links, the demo's device-service URL and"

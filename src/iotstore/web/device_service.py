@@ -49,7 +49,7 @@ from iotstore.devices.registration import (
     sign_and_record,
 )
 from iotstore.devices.services import Registration, SerialPlan, VaultService
-from iotstore.keystore import HSMError, KeyStorageError, KeyStore
+from iotstore.keystore import KeyStore
 from iotstore.stores.permissions import Permission
 
 from .auth import require
@@ -58,10 +58,6 @@ from .context import RequestContext
 __all__ = ["PREFIX", "LeanPaths", "LeanRoute", "register_device", "router", "vault_service"]
 
 PREFIX = "/serial-vault/v1"
-
-# Key-store faults that may pass (token unplugged, key database locked): the
-# device is told to post the same request again later (202), not to start over.
-_TRANSIENT_KEYSTORE_ERRORS = (HSMError, KeyStorageError)
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 _LEAN = "_iotstore_lean_handler"
